@@ -1,0 +1,172 @@
+"""The sequence replay buffer of DreamerV2.
+
+One FIFO stream per environment. Each stream stores observations once, in the order they were seen, with
+the action that led to them, the reward received on arrival and the flags::
+
+    stream:    x_0   x_1   x_2   x_T(terminal)   x'_0   x'_1 ...
+    action:    0     a_0   a_1   a_{T-1}         0      a'_0
+    reward:    0     r_1   r_2   r_T             0      r'_1
+    is_first:  1     0     0     0               1      0
+    terminal:  0     0     0     1 (unless truncated by a time limit)
+
+Windows of length T are sampled from one stream, may cross episode boundaries (``is_first`` resets the
+latent there) and never cross the write position. Storage is allocated on the first ``add``, so building
+an agent to call ``predict`` costs no memory.
+"""
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+
+from sb3_dreamer.common.type_aliases import SequenceBatch
+
+
+class SequenceReplayBuffer:
+    """:param buffer_size: capacity in transitions, over all environments.
+    :param observation_space: Box or Dict (images channel first, uint8 kept as uint8).
+    :param action_space: Discrete (stored as an index, returned one-hot) or Box (stored in [-1, 1]).
+    :param n_envs: number of parallel environments (one stream each).
+    :param device: where ``sample`` puts the batch.
+    :param seed: seed of the sampling generator.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        n_envs: int = 1,
+        device: th.device | str = "cpu",
+        seed: int | None = None,
+    ):
+        self.capacity = max(buffer_size // n_envs, 1)
+        self.observation_space, self.action_space = observation_space, action_space
+        self.n_envs, self.device = n_envs, th.device(device)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))  # type: ignore[attr-defined]
+        self.rng = np.random.default_rng(seed)
+        self.pos = np.zeros(n_envs, dtype=np.int64)  # next write index per stream
+        self.count = np.zeros(n_envs, dtype=np.int64)  # valid entries per stream (<= capacity)
+        self.needs_first = np.ones(n_envs, dtype=bool)
+        self.storage: dict[str, np.ndarray] | None = None
+
+    # --------------------------------------------------------------- storage
+
+    def _obs_spaces(self) -> dict[str, spaces.Box]:
+        if isinstance(self.observation_space, spaces.Dict):
+            return dict(self.observation_space.spaces)  # type: ignore[arg-type]
+        return {"obs": self.observation_space}  # type: ignore[dict-item]
+
+    def _allocate(self) -> dict[str, np.ndarray]:
+        shape = (self.capacity, self.n_envs)
+        storage = {f"obs/{k}": np.zeros(shape + s.shape, dtype=s.dtype) for k, s in self._obs_spaces().items()}
+        storage["action"] = np.zeros(shape if self.discrete else shape + (self.action_dim,), np.int64 if self.discrete else np.float32)
+        storage["reward"] = np.zeros(shape, np.float32)
+        storage["is_first"] = np.zeros(shape, bool)
+        storage["is_terminal"] = np.zeros(shape, bool)
+        return storage
+
+    def size(self) -> int:
+        """:return: number of stored entries over all streams."""
+        return int(self.count.sum())
+
+    @property
+    def full(self) -> bool:
+        return bool((self.count == self.capacity).all())
+
+    def _write(self, env: int, obs: dict[str, np.ndarray], action: Any, reward: float, first: bool, terminal: bool) -> None:
+        assert self.storage is not None
+        i = self.pos[env]
+        for key, value in obs.items():
+            self.storage[f"obs/{key}"][i, env] = value
+        self.storage["action"][i, env] = action
+        self.storage["reward"][i, env] = reward
+        self.storage["is_first"][i, env] = first
+        self.storage["is_terminal"][i, env] = terminal
+        self.pos[env] = (i + 1) % self.capacity
+        self.count[env] = min(self.count[env] + 1, self.capacity)
+
+    def add(
+        self,
+        obs: np.ndarray | dict[str, np.ndarray],
+        next_obs: np.ndarray | dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Store one vectorised step (SB3's ``ReplayBuffer.add`` signature).
+
+        :param obs: (n_envs, ...) observations the actions were taken in; written only where a stream
+            starts an episode (after a reset).
+        :param next_obs: (n_envs, ...) observations the actions led to, as returned by ``VecEnv.step``:
+            where ``done``, the terminal observation is read from ``infos[i]["terminal_observation"]``.
+        :param action: (n_envs,) indices or (n_envs, A) actions in [-1, 1].
+        """
+        if self.storage is None:
+            self.storage = self._allocate()
+        obs_d = obs if isinstance(obs, dict) else {"obs": obs}
+        next_d = next_obs if isinstance(next_obs, dict) else {"obs": next_obs}
+        zero_action = 0 if self.discrete else np.zeros(self.action_dim, np.float32)
+        for env in range(self.n_envs):
+            if self.needs_first[env]:
+                self._write(env, {k: v[env] for k, v in obs_d.items()}, zero_action, 0.0, True, False)
+                self.needs_first[env] = False
+            info = infos[env] if env < len(infos) else {}
+            arrived = {k: v[env] for k, v in next_d.items()}
+            if done[env] and info.get("terminal_observation") is not None:
+                terminal_obs = info["terminal_observation"]
+                arrived = terminal_obs if isinstance(terminal_obs, dict) else {"obs": terminal_obs}
+            terminal = bool(done[env]) and not info.get("TimeLimit.truncated", False)
+            self._write(env, arrived, action[env], float(reward[env]), False, terminal)
+            if done[env]:
+                self.needs_first[env] = True
+
+    def start_episodes(self) -> None:
+        """Mark the next observation of every stream as the first of an episode (after ``env.reset()``)."""
+        self.needs_first[:] = True
+
+    # -------------------------------------------------------------- sampling
+
+    def can_sample(self, seq_len: int) -> bool:
+        return bool((self.count >= seq_len).any())
+
+    def sample_indices(self, batch_size: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """:return: time indices (T, B) and stream indices (B,) of ``batch_size`` windows."""
+        eligible = np.flatnonzero(self.count >= seq_len)
+        if len(eligible) == 0:
+            raise ValueError(
+                f"Cannot sample windows of length {seq_len}: the longest stream has {self.count.max()} entries. "
+                "Collect more steps first (learning_starts) or reduce sequence_length."
+            )
+        envs = self.rng.choice(eligible, size=batch_size)
+        count, pos = self.count[envs], self.pos[envs]
+        offset = (self.rng.random(batch_size) * (count - seq_len + 1)).astype(np.int64)
+        # The oldest valid entry is at pos when the stream is full, at 0 otherwise.
+        oldest = np.where(count == self.capacity, pos, 0)
+        starts = (oldest + offset) % self.capacity
+        time = (starts[None, :] + np.arange(seq_len)[:, None]) % self.capacity
+        return time, envs
+
+    def sample(self, batch_size: int, seq_len: int) -> SequenceBatch:
+        """:return: ``batch_size`` windows of ``seq_len`` steps, time-major (T, B, ...), on ``device``."""
+        assert self.storage is not None, "The buffer is empty: call add() first."
+        time, envs = self.sample_indices(batch_size, seq_len)
+        data = {k: v[time, envs[None, :]] for k, v in self.storage.items()}
+
+        def to(x: np.ndarray, dtype: th.dtype | None = None) -> th.Tensor:
+            return th.as_tensor(x, device=self.device, dtype=dtype)
+
+        action = to(data["action"])
+        if self.discrete:
+            action = th.nn.functional.one_hot(action, self.action_dim)
+        obs = {k[4:]: to(v) for k, v in data.items() if k.startswith("obs/")}
+        return SequenceBatch(
+            obs=obs,
+            action=action.float(),
+            reward=to(data["reward"]),
+            is_first=to(data["is_first"], th.float32),
+            is_terminal=to(data["is_terminal"], th.float32),
+        )

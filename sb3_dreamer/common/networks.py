@@ -1,0 +1,177 @@
+"""Building blocks: MLPs, the LayerNorm GRU cell, the image/vector encoder and decoder."""
+
+from typing import Literal
+
+import torch as th
+from torch import nn
+
+from sb3_dreamer.common.type_aliases import ObsDict
+
+Norm = Literal["none", "layer"]
+IMAGE_SIZE = 64
+
+
+def mlp(in_dim: int, out_dim: int | None, layers: int, units: int, norm: Norm = "none") -> nn.Sequential:
+    """``layers`` x (Linear, [LayerNorm], ELU), then an optional linear output layer."""
+    modules: list[nn.Module] = []
+    for _ in range(layers):
+        modules += [nn.Linear(in_dim, units, bias=norm == "none")]
+        if norm == "layer":
+            modules.append(nn.LayerNorm(units))
+        modules.append(nn.ELU())
+        in_dim = units
+    if out_dim is not None:
+        modules.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*modules)
+
+
+class LayerNormGRUCell(nn.Module):
+    """GRU cell with LayerNorm on the gates and update bias -1 (the reference's ``GRUCell``).
+
+    :param input_size: size of ``x``.
+    :param hidden_size: size of the state ``deter``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, update_bias: float = -1.0):
+        super().__init__()
+        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
+        self.norm = nn.LayerNorm(3 * hidden_size)
+        self.update_bias = update_bias
+
+    def forward(self, x: th.Tensor, deter: th.Tensor) -> th.Tensor:
+        """:param x: (B, I). :param deter: (B, D). :return: (B, D) the next state."""
+        parts = self.norm(self.linear(th.cat([x, deter], -1)))
+        reset, cand, update = parts.chunk(3, -1)
+        cand = th.tanh(th.sigmoid(reset) * cand)
+        update = th.sigmoid(update + self.update_bias)
+        return update * cand + (1 - update) * deter
+
+
+def split_keys(shapes: dict[str, tuple[int, ...]]) -> tuple[list[str], list[str]]:
+    """Image keys (3-D, channel first) and vector keys (1-D) of an observation space."""
+    image_keys = [k for k, s in shapes.items() if len(s) == 3]
+    vector_keys = [k for k, s in shapes.items() if len(s) == 1]
+    other = [k for k in shapes if k not in image_keys and k not in vector_keys]
+    if other:
+        raise ValueError(
+            f"Observation keys {other} have shapes {[shapes[k] for k in other]}: DreamerV2 takes images "
+            "(C, 64, 64) and flat vectors (n,). Flatten the vectors (gymnasium.wrappers.FlattenObservation) "
+            "and give grayscale images a channel axis, e.g. (64, 64, 1)."
+        )
+    for key in image_keys:
+        if shapes[key][1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(
+                f"Image observation '{key}' has shape {shapes[key]} (after channel-first transpose), expected "
+                f"(C, {IMAGE_SIZE}, {IMAGE_SIZE}). Resize it, e.g. gymnasium.wrappers.ResizeObservation(env, (64, 64))."
+            )
+    return image_keys, vector_keys
+
+
+def preprocess_obs(obs: ObsDict, image_keys: list[str]) -> ObsDict:
+    """Images uint8 [0, 255] -> float [-0.5, 0.5]; vectors -> float."""
+    return {k: (v.float() / 255.0 - 0.5) if k in image_keys else v.float() for k, v in obs.items()}
+
+
+class Encoder(nn.Module):
+    """CNN (4 convs, depth ``cnn_depth * 2**i``, kernel 4, stride 2, ELU) for the image keys and an
+    MLP for the vector keys; the embeddings are concatenated.
+
+    :param shapes: observation key -> shape (images channel first).
+    """
+
+    def __init__(
+        self,
+        shapes: dict[str, tuple[int, ...]],
+        cnn_depth: int = 48,
+        cnn_kernels: tuple[int, ...] = (4, 4, 4, 4),
+        mlp_layers: int = 4,
+        mlp_units: int = 400,
+        norm: Norm = "none",
+    ):
+        super().__init__()
+        self.image_keys, self.vector_keys = split_keys(shapes)
+        self.embed_size = 0
+        self.cnn: nn.Sequential | None = None
+        self.mlp: nn.Sequential | None = None
+        if self.image_keys:
+            channels = sum(shapes[k][0] for k in self.image_keys)
+            layers: list[nn.Module] = []
+            size = IMAGE_SIZE
+            for i, kernel in enumerate(cnn_kernels):
+                depth = cnn_depth * 2**i
+                layers += [nn.Conv2d(channels, depth, kernel, 2)]
+                if norm == "layer":
+                    layers.append(nn.GroupNorm(1, depth))
+                layers.append(nn.ELU())
+                channels, size = depth, (size - kernel) // 2 + 1
+            self.cnn = nn.Sequential(*layers, nn.Flatten())
+            self.embed_size += channels * size * size
+        if self.vector_keys:
+            in_dim = sum(shapes[k][0] for k in self.vector_keys)
+            self.mlp = mlp(in_dim, None, mlp_layers, mlp_units, norm)
+            self.embed_size += mlp_units
+
+    def forward(self, obs: ObsDict) -> th.Tensor:
+        """:param obs: preprocessed, key -> (*lead, *shape). :return: (*lead, E)."""
+        outputs = []
+        if self.cnn is not None:
+            x = th.cat([obs[k] for k in self.image_keys], -3)
+            lead = x.shape[:-3]
+            outputs.append(self.cnn(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1))
+        if self.mlp is not None:
+            outputs.append(self.mlp(th.cat([obs[k] for k in self.vector_keys], -1)))
+        return th.cat(outputs, -1)
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: a linear layer to (32 * depth, 1, 1), 4 transposed convs (kernels 5, 5, 6, 6,
+    stride 2) to 64x64 for the image keys, an MLP for the vector keys. Outputs are the means of
+    unit-variance Gaussians.
+    """
+
+    def __init__(
+        self,
+        shapes: dict[str, tuple[int, ...]],
+        feat_size: int,
+        cnn_depth: int = 48,
+        cnn_kernels: tuple[int, ...] = (5, 5, 6, 6),
+        mlp_layers: int = 4,
+        mlp_units: int = 400,
+        norm: Norm = "none",
+    ):
+        super().__init__()
+        self.shapes = shapes
+        self.image_keys, self.vector_keys = split_keys(shapes)
+        self.cnn: nn.Sequential | None = None
+        self.mlp: nn.Sequential | None = None
+        if self.image_keys:
+            out_channels = sum(shapes[k][0] for k in self.image_keys)
+            n = len(cnn_kernels)
+            layers: list[nn.Module] = [nn.Linear(feat_size, 32 * cnn_depth), nn.Unflatten(-1, (32 * cnn_depth, 1, 1))]
+            channels = 32 * cnn_depth
+            for i, kernel in enumerate(cnn_kernels):
+                last = i == n - 1
+                depth = out_channels if last else cnn_depth * 2 ** (n - i - 2)
+                layers.append(nn.ConvTranspose2d(channels, depth, kernel, 2))
+                if not last:
+                    if norm == "layer":
+                        layers.append(nn.GroupNorm(1, depth))
+                    layers.append(nn.ELU())
+                channels = depth
+            self.cnn = nn.Sequential(*layers)
+        if self.vector_keys:
+            out_dim = sum(shapes[k][0] for k in self.vector_keys)
+            self.mlp = mlp(feat_size, out_dim, mlp_layers, mlp_units, norm)
+
+    def forward(self, feat: th.Tensor) -> ObsDict:
+        """:param feat: (*lead, F). :return: key -> (*lead, *shape) means."""
+        lead = feat.shape[:-1]
+        out: ObsDict = {}
+        if self.cnn is not None:
+            x = self.cnn(feat.reshape(-1, feat.shape[-1]))
+            x = x.reshape(*lead, *x.shape[1:])
+            out.update(zip(self.image_keys, x.split([self.shapes[k][0] for k in self.image_keys], -3)))
+        if self.mlp is not None:
+            x = self.mlp(feat)
+            out.update(zip(self.vector_keys, x.split([self.shapes[k][0] for k in self.vector_keys], -1)))
+        return out

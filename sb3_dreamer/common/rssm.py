@@ -1,0 +1,131 @@
+"""The recurrent state-space model with 32x32 discrete latents (DreamerV2 sec. 2).
+
+One step::
+
+    prior:      deter_t = GRU(deter_{t-1}, img_in(stoch_{t-1}, action_t))
+                stoch_t ~ p(. | deter_t)                (img_out)
+    posterior:  stoch_t ~ q(. | deter_t, embed_t)        (obs_out)
+
+``action_t`` is the action that led to observation t (see the timing diagram in ``type_aliases``).
+At ``is_first`` the previous state and action are zeroed, which starts the episode afresh.
+"""
+
+from typing import NamedTuple
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from sb3_dreamer.common.distributions import OneHotST
+from sb3_dreamer.common.networks import LayerNormGRUCell, Norm
+from sb3_dreamer.common.type_aliases import RSSMState
+
+
+class Observed(NamedTuple):
+    post: RSSMState  # (T, B, ...)
+    prior_logits: th.Tensor  # (T, B, S, K)
+
+
+def _norm_act(units: int, norm: Norm) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(units) if norm == "layer" else nn.Identity(), nn.ELU())
+
+
+class RSSM(nn.Module):
+    """:param action_dim: A. :param embed_size: E. :param deter_size: D. :param stoch_size: S.
+    :param stoch_classes: K. :param hidden_size: width of the layers around the GRU.
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        embed_size: int,
+        deter_size: int = 600,
+        stoch_size: int = 32,
+        stoch_classes: int = 32,
+        hidden_size: int = 600,
+        norm: Norm = "none",
+    ):
+        super().__init__()
+        self.deter_size, self.stoch_size, self.stoch_classes = deter_size, stoch_size, stoch_classes
+        stoch_flat = stoch_size * stoch_classes
+        self.feat_size = deter_size + stoch_flat
+        self.img_in = nn.Linear(stoch_flat + action_dim, hidden_size)
+        self.img_in_act = _norm_act(hidden_size, norm)
+        self.cell = LayerNormGRUCell(hidden_size, deter_size)
+        self.img_out = nn.Sequential(nn.Linear(deter_size, hidden_size), _norm_act(hidden_size, norm))
+        self.img_dist = nn.Linear(hidden_size, stoch_flat)
+        self.obs_out = nn.Linear(deter_size + embed_size, hidden_size)
+        self.obs_out_act = _norm_act(hidden_size, norm)
+        self.obs_dist = nn.Linear(hidden_size, stoch_flat)
+
+    def initial(self, batch_size: int, device: th.device | str) -> RSSMState:
+        """:return: the all-zero state, (batch_size, ...)."""
+        shape = (batch_size, self.stoch_size, self.stoch_classes)
+        zeros = th.zeros(shape, device=device)
+        return RSSMState(th.zeros(batch_size, self.deter_size, device=device), zeros, zeros.clone())
+
+    def _latent(self, dist_layer: nn.Linear, hidden: th.Tensor, sample: bool) -> tuple[th.Tensor, th.Tensor]:
+        logits = dist_layer(hidden).unflatten(-1, (self.stoch_size, self.stoch_classes))
+        dist = OneHotST(logits)
+        return (dist.sample() if sample else dist.mode()), logits
+
+    def prior_logits(self, deter: th.Tensor) -> th.Tensor:
+        """:param deter: (..., D). :return: (..., S, K)."""
+        return self.img_dist(self.img_out(deter)).unflatten(-1, (self.stoch_size, self.stoch_classes))
+
+    def img_step(self, prev: RSSMState, action: th.Tensor, sample: bool = True) -> RSSMState:
+        """One prior step. :param prev: (B, ...). :param action: (B, A). :return: prior (B, ...)."""
+        x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), action], -1)))
+        deter = self.cell(x, prev.deter)
+        stoch, logits = self._latent(self.img_dist, self.img_out(deter), sample)
+        return RSSMState(deter, stoch, logits)
+
+    def obs_step(
+        self, prev: RSSMState, prev_action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, sample: bool = True
+    ) -> RSSMState:
+        """One posterior step, the plain statement of what ``observe`` does over a sequence.
+
+        :param prev: (B, ...). :param prev_action: (B, A). :param embed: (B, E). :param is_first: (B,).
+        :return: the posterior state (B, ...).
+        """
+        keep = 1.0 - is_first.float()
+        prev = RSSMState(prev.deter * keep[:, None], prev.stoch * keep[:, None, None], prev.logits)
+        x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), prev_action * keep[:, None]], -1)))
+        deter = self.cell(x, prev.deter)
+        hidden = self.obs_out_act(self.obs_out(th.cat([deter, embed], -1)))
+        stoch, logits = self._latent(self.obs_dist, hidden, sample)
+        return RSSMState(deter, stoch, logits)
+
+    def observe(
+        self, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None
+    ) -> Observed:
+        """Posterior states of a sequence and the prior logits at the same steps.
+
+        Equal to a loop of ``obs_step``; the parts of the linear layers that do not depend on the
+        recurrence (action and embedding projections, the prior head) are computed for all steps at once.
+
+        :param embed: (T, B, E). :param action: (T, B, A). :param is_first: (T, B).
+        :param state: (B, ...) state before the first step, zeros if None.
+        """
+        T, B = is_first.shape
+        prev = self.initial(B, embed.device) if state is None else state
+        keep = 1.0 - is_first.float()  # (T, B)
+        n_stoch = self.stoch_size * self.stoch_classes
+        w_stoch, w_action = self.img_in.weight.split([n_stoch, action.shape[-1]], 1)
+        action_in = F.linear(action * keep[..., None], w_action, self.img_in.bias)  # (T, B, H)
+        w_deter, w_embed = self.obs_out.weight.split([self.deter_size, embed.shape[-1]], 1)
+        embed_in = F.linear(embed, w_embed, self.obs_out.bias)  # (T, B, H)
+        deters, stochs, logits = [], [], []
+        deter, stoch = prev.deter, prev.stoch.flatten(-2)
+        for t in range(T):
+            deter, stoch = deter * keep[t, :, None], stoch * keep[t, :, None]
+            x = self.img_in_act(F.linear(stoch, w_stoch) + action_in[t])
+            deter = self.cell(x, deter)
+            hidden = self.obs_out_act(F.linear(deter, w_deter) + embed_in[t])
+            stoch_t, logits_t = self._latent(self.obs_dist, hidden, True)
+            stoch = stoch_t.flatten(-2)
+            deters.append(deter)
+            stochs.append(stoch_t)
+            logits.append(logits_t)
+        post = RSSMState(th.stack(deters), th.stack(stochs), th.stack(logits))
+        return Observed(post, self.prior_logits(post.deter))

@@ -1,0 +1,5 @@
+from sb3_dreamer.dreamer.dreamer import DreamerV2
+from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer.presets import PRESETS
+
+__all__ = ["PRESETS", "CnnPolicy", "DreamerPolicy", "DreamerV2", "MlpPolicy", "MultiInputPolicy"]

@@ -1,0 +1,416 @@
+"""DreamerV2 as a Stable-Baselines3 off-policy algorithm."""
+
+import contextlib
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import make_output_format
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from torch import nn
+
+from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.type_aliases import BehaviorLoss, RSSMState, SequenceBatch
+from sb3_dreamer.dreamer.losses import ActorGrad, actor_loss, actor_objective, critic_loss, lambda_return
+from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, PolicyState, frozen
+from sb3_dreamer.dreamer.presets import PRESETS
+
+SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
+MixedPrecision = Literal["no", "bf16", "fp16"]
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+
+
+class DreamerV2(OffPolicyAlgorithm):
+    """DreamerV2 (Hafner et al. 2021, "Mastering Atari with Discrete World Models", arXiv 2010.02193).
+
+    A world model with 32x32 discrete latents learns from replayed sequences; an actor and a critic learn
+    purely from trajectories imagined by the world model. Defaults are the paper's Atari settings
+    (danijar/dreamerv2 ``configs.yaml``, ``atari``); ``DreamerV2.from_preset`` gives the other configs.
+
+    :param policy: ``CnnPolicy``, ``MlpPolicy``, ``MultiInputPolicy`` or a ``DreamerPolicy`` subclass.
+    :param env: the environment (a Gymnasium env, a ``VecEnv`` with any number of envs, or an env id).
+    :param learning_rate: world-model learning rate (a constant or SB3 schedule).
+    :param buffer_size: replay capacity in environment steps.
+    :param learning_starts: random-action steps before training (``prefill``).
+    :param batch_size: number B of replay windows per update.
+    :param sequence_length: length T of each window.
+    :param train_freq: update every ``train_freq`` calls to ``env.step`` (``train_every``); each call adds
+        ``n_envs`` steps.
+    :param gradient_steps: updates each time (``train_steps``).
+    :param pretrain_steps: extra updates done once, when training starts (``pretrain``).
+    :param gamma: discount factor of imagined returns.
+    :param return_lambda: lambda of the lambda-returns.
+    :param imagination_horizon: imagined steps from each posterior state.
+    :param deter_size: GRU state size. :param stoch_size: number of categorical latents.
+    :param stoch_classes: classes per latent. :param hidden_size: width of the RSSM's other layers.
+    :param cnn_depth: base depth of the image encoder/decoder.
+    :param mlp_layers: / :param mlp_units: depth and width of every MLP.
+    :param norm: ``none`` or ``layer`` (LayerNorm in the MLPs and RSSM, GroupNorm(1) in the CNNs).
+    :param pred_discount: learn the discount (continue) head.
+    :param reward_transform: ``tanh`` squashes rewards inside the world model (Atari); ``identity``; ``sign``.
+    :param kl_scale: / :param kl_balance: / :param kl_free: / :param kl_free_avg: KL loss scale, balancing
+        alpha, free nats and whether the free nats apply to the average.
+    :param reward_scale: / :param discount_scale: loss scales of the reward and discount heads.
+    :param actor_lr: / :param critic_lr: learning rates of the actor and critic.
+    :param adam_eps: Adam's epsilon. :param weight_decay: decoupled weight decay per update.
+    :param grad_clip: global gradient-norm clip of each optimiser.
+    :param actor_grad: ``auto`` (``reinforce`` for Discrete, ``dynamics`` for Box), ``reinforce``,
+        ``dynamics`` or ``both``. :param actor_grad_mix: weight of ``dynamics`` in ``both``.
+    :param actor_entropy: entropy bonus scale. :param actor_min_std: minimum std of the continuous actor.
+    :param slow_target_update: updates between copies of the critic into the slow critic.
+    :param slow_target_fraction: interpolation of those copies (1 = hard copy).
+    :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
+    :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` only on CUDA).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DreamerPolicy
+    replay_buffer: SequenceReplayBuffer  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[DreamerPolicy],
+        env: GymEnv | str | None,
+        learning_rate: float | Schedule = 2e-4,
+        buffer_size: int = 2_000_000,
+        learning_starts: int = 50_000,
+        batch_size: int = 16,
+        sequence_length: int = 50,
+        train_freq: int = 16,
+        gradient_steps: int = 1,
+        pretrain_steps: int = 1,
+        gamma: float = 0.999,
+        return_lambda: float = 0.95,
+        imagination_horizon: int = 15,
+        deter_size: int = 600,
+        stoch_size: int = 32,
+        stoch_classes: int = 32,
+        hidden_size: int = 600,
+        cnn_depth: int = 48,
+        mlp_layers: int = 4,
+        mlp_units: int = 400,
+        norm: Literal["none", "layer"] = "none",
+        pred_discount: bool = True,
+        reward_transform: Literal["identity", "tanh", "sign"] = "tanh",
+        kl_scale: float = 0.1,
+        kl_balance: float = 0.8,
+        kl_free: float = 0.0,
+        kl_free_avg: bool = True,
+        reward_scale: float = 1.0,
+        discount_scale: float = 5.0,
+        actor_lr: float = 4e-5,
+        critic_lr: float = 1e-4,
+        adam_eps: float = 1e-5,
+        weight_decay: float = 1e-6,
+        grad_clip: float = 100.0,
+        actor_grad: Literal["auto", "reinforce", "dynamics", "both"] = "auto",
+        actor_grad_mix: float = 0.1,
+        actor_entropy: float = 1e-3,
+        actor_min_std: float = 0.1,
+        slow_target_update: int = 100,
+        slow_target_fraction: float = 1.0,
+        expl_noise: float = 0.0,
+        mixed_precision: MixedPrecision = "no",
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+        )
+        _check_choice("actor_grad", actor_grad, ("auto", "reinforce", "dynamics", "both"))
+        _check_choice("reward_transform", reward_transform, ("identity", "tanh", "sign"))
+        _check_choice("mixed_precision", mixed_precision, ("no", "bf16", "fp16"))
+        _check_choice("norm", norm, ("none", "layer"))
+        if sequence_length < 2 or imagination_horizon < 2:
+            raise ValueError(
+                f"sequence_length and imagination_horizon must be >= 2, got {sequence_length} and {imagination_horizon}."
+            )
+        self.sequence_length = sequence_length
+        self.pretrain_steps = pretrain_steps
+        self.return_lambda = return_lambda
+        self.imagination_horizon = imagination_horizon
+        self.deter_size, self.stoch_size, self.stoch_classes = deter_size, stoch_size, stoch_classes
+        self.hidden_size, self.cnn_depth, self.mlp_layers, self.mlp_units = hidden_size, cnn_depth, mlp_layers, mlp_units
+        self.norm, self.pred_discount, self.reward_transform = norm, pred_discount, reward_transform
+        self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg = kl_scale, kl_balance, kl_free, kl_free_avg
+        self.reward_scale, self.discount_scale = reward_scale, discount_scale
+        self.actor_lr, self.critic_lr, self.adam_eps, self.weight_decay = actor_lr, critic_lr, adam_eps, weight_decay
+        self.grad_clip = grad_clip
+        self.actor_grad, self.actor_grad_mix, self.actor_entropy = actor_grad, actor_grad_mix, actor_entropy
+        self.actor_min_std = actor_min_std
+        self.slow_target_update, self.slow_target_fraction = slow_target_update, slow_target_fraction
+        self.expl_noise = expl_noise
+        self.mixed_precision = mixed_precision
+        self._pretrained = False
+        self._policy_state: PolicyState | None = None
+        self._episode_starts: np.ndarray | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    @classmethod
+    def from_preset(
+        cls: type[SelfDreamerV2], preset: str, policy: str | type[DreamerPolicy], env: GymEnv | str | None, **kwargs: Any
+    ) -> SelfDreamerV2:
+        """Build the agent with a reference configuration, ``kwargs`` overriding it.
+
+        :param preset: one of ``atari``, ``dmc_vision``, ``dmc_proprio``, ``crafter``, ``classic``, ``debug``.
+        """
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+        return cls(policy, env, **{**PRESETS[preset], **kwargs})
+
+    # ----------------------------------------------------------------- setup
+
+    def _policy_arguments(self) -> dict[str, Any]:
+        return dict(
+            deter_size=self.deter_size, stoch_size=self.stoch_size, stoch_classes=self.stoch_classes,
+            hidden_size=self.hidden_size, cnn_depth=self.cnn_depth, mlp_layers=self.mlp_layers,
+            mlp_units=self.mlp_units, norm=self.norm, pred_discount=self.pred_discount,
+            actor_min_std=self.actor_min_std, actor_lr=self.actor_lr, critic_lr=self.critic_lr,
+            adam_eps=self.adam_eps, weight_decay=self.weight_decay,
+        )  # fmt: skip
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.replay_buffer = SequenceReplayBuffer(
+            self.buffer_size, self.observation_space, self.action_space, self.n_envs, self.device, self.seed
+        )
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
+        )
+        self.policy = self.policy.to(self.device)
+        self._convert_train_freq()
+        self._scaler = th.amp.GradScaler(self.device.type, enabled=self.mixed_precision == "fp16")
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_scaler"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        optimizers = ["policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
+        return ["policy", *optimizers], []
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, Any]:
+        env_reset = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if env_reset or self._policy_state is None:
+            self._policy_state = self.policy.initial_state(self.n_envs)
+            self._episode_starts = np.ones(self.n_envs, dtype=bool)
+            self.replay_buffer.start_episodes()
+        if self.tensorboard_log is not None and not self._custom_logger:
+            # Metrics also as JSON lines (progress.json), readable with pandas.read_json(..., lines=True).
+            self._logger.output_formats.append(make_output_format("json", self._logger.get_dir()))
+        return result
+
+    # -------------------------------------------------------------- collecting
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Random actions during the prefill, then the actor with the latent carried per environment."""
+        if self.num_timesteps < learning_starts:
+            action = np.array([self.action_space.sample() for _ in range(n_envs)])
+            buffer_action = self.policy.scale_action(action) if isinstance(self.action_space, spaces.Box) else action
+            return action, buffer_action
+        assert self._policy_state is not None and self._episode_starts is not None
+        obs, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
+        starts = th.as_tensor(self._episode_starts, dtype=th.float32, device=self.device)
+        with th.no_grad():
+            model_action, state = self.policy.act(self.policy.obs_dict(obs), self._policy_state, starts)
+            model_action = self._explore(model_action)
+        self._policy_state = PolicyState(state.latent, model_action)
+        action = self.policy.to_env_action(model_action)
+        buffer_action = action if self.policy.discrete else model_action.clamp(-1, 1).cpu().numpy()
+        return action, buffer_action
+
+    def _explore(self, action: th.Tensor) -> th.Tensor:
+        """Epsilon-uniform (Discrete) or Gaussian (Box) exploration noise, ``expl_noise`` of the reference."""
+        if self.expl_noise == 0:
+            return action
+        if self.policy.discrete:
+            random = th.nn.functional.one_hot(th.randint_like(action[:, 0], action.shape[-1]).long(), action.shape[-1])
+            take = th.rand_like(action[:, :1]) < self.expl_noise
+            return th.where(take, random.to(action.dtype), action)
+        return (action + self.expl_noise * th.randn_like(action)).clamp(-1, 1)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Store the step (observations once, terminal observations kept) and remember episode starts."""
+        self.replay_buffer.add(self._last_obs, new_obs, buffer_action, reward, dones, infos)  # type: ignore[arg-type]
+        self._last_obs = new_obs  # type: ignore[assignment]
+        self._episode_starts = dones
+
+    # ---------------------------------------------------------------- training
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.mixed_precision == "no":
+            return contextlib.nullcontext()
+        dtype = th.bfloat16 if self.mixed_precision == "bf16" else th.float16
+        return th.autocast(self.device.type, dtype=dtype)
+
+    def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, module: nn.Module) -> th.Tensor:
+        """Backward, clip the global gradient norm, step. :return: the norm before clipping."""
+        optimizer.zero_grad(set_to_none=True)
+        self._scaler.scale(loss).backward()
+        self._scaler.unscale_(optimizer)
+        norm = th.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+        self._scaler.step(optimizer)
+        return norm
+
+    def _resolved_actor_grad(self) -> ActorGrad:
+        if self.actor_grad == "auto":
+            return "reinforce" if self.policy.discrete else "dynamics"
+        return self.actor_grad  # type: ignore[return-value]
+
+    def behavior_loss(self, post: RSSMState, is_terminal: th.Tensor) -> BehaviorLoss:
+        """Actor and critic losses on trajectories imagined from every posterior state of the batch.
+
+        In ``reinforce`` mode nothing needs a gradient through the imagination, so it runs without autograd;
+        otherwise gradients flow through the frozen world model into the actions.
+
+        :param post: (T, B, ...) posterior states of the replay batch. :param is_terminal: (T, B).
+        """
+        policy, world_model = self.policy, self.policy.world_model
+        start = post.map(lambda x: x.detach().flatten(0, 1))  # (N, ...)
+        actor_grad = self._resolved_actor_grad()
+        grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
+        with grad_mode, self._autocast():
+            traj = world_model.imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
+            value = policy.slow_critic(traj.feat).squeeze(-1).float()  # (H + 1, N)
+            target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
+        with self._autocast():
+            # Actions:   0   [a1]  [a2]   a3      the action at index t + 1 is taken in state t
+            # States:   [z0]->[z1]->[z2]-> z3
+            # Targets:  t0   [t1]  [t2]           objective of a_{t+1}: target[t + 1] vs baseline value[t]
+            dist = policy.actor(traj.feat[:-2].detach())
+            log_prob = dist.log_prob(traj.action[1:-1].detach())
+            objective = actor_objective(log_prob, target[1:], value[:-2], actor_grad, self.actor_grad_mix)
+            entropy = dist.entropy()
+            a_loss = actor_loss(objective, entropy, traj.weight[:-2], self.actor_entropy)
+            critic_value = policy.critic(traj.feat[:-1].detach()).squeeze(-1).float()
+            c_loss = critic_loss(critic_value, target, traj.weight[:-1])
+        metrics = {
+            "actor_loss": a_loss.detach(),
+            "critic_loss": c_loss.detach(),
+            "actor_entropy": entropy.detach().mean(),
+            "critic_value": critic_value.detach().mean(),
+            "critic_target": target.detach().mean(),
+            "imag_reward": traj.reward.detach().mean(),
+            "imag_discount": traj.discount.detach().mean(),
+        }
+        return BehaviorLoss(a_loss, c_loss, metrics)
+
+    def train_step(self, batch: SequenceBatch) -> dict[str, th.Tensor]:
+        """One update of the world model, then of the actor and critic. :return: detached metrics."""
+        policy = self.policy
+        with self._autocast():
+            model = policy.world_model.loss(
+                batch, self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg,
+                self.reward_scale, self.discount_scale, self.reward_transform,
+            )  # fmt: skip
+        model_norm = self._optimize(policy.model_optimizer, model.loss, policy.world_model)
+        behavior = self.behavior_loss(model.post, batch.is_terminal)
+        actor_norm = self._optimize(policy.actor_optimizer, behavior.actor_loss, policy.actor)
+        critic_norm = self._optimize(policy.critic_optimizer, behavior.critic_loss, policy.critic)
+        self._scaler.update()
+        self._update_slow_critic()
+        metrics = {k: v.detach() for k, v in model.metrics.items()}
+        metrics.update(behavior.metrics, model_grad_norm=model_norm, actor_grad_norm=actor_norm, critic_grad_norm=critic_norm)
+        return metrics
+
+    def _update_slow_critic(self) -> None:
+        if self._n_updates % self.slow_target_update == 0:
+            mix = 1.0 if self._n_updates == 0 else self.slow_target_fraction
+            with th.no_grad():
+                for slow, fast in zip(self.policy.slow_critic.parameters(), self.policy.critic.parameters()):
+                    slow.lerp_(fast, mix)
+        self._n_updates += 1
+
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """``gradient_steps`` updates (plus ``pretrain_steps`` the first time), metrics averaged into ``train/``."""
+        if not self.replay_buffer.can_sample(self.sequence_length):
+            return
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.model_optimizer)
+        if not self._pretrained:
+            gradient_steps += self.pretrain_steps
+            self._pretrained = True
+        totals: dict[str, th.Tensor] = {}
+        for _ in range(gradient_steps):
+            batch = self.replay_buffer.sample(batch_size, self.sequence_length)
+            for key, value in self.train_step(batch).items():
+                totals[key] = totals.get(key, 0.0) + value.float()
+        values = th.stack(list(totals.values())).cpu().numpy() / gradient_steps  # one device sync per call
+        for key, value in zip(totals, values):
+            self.logger.record(f"train/{key}", float(value))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(
+        self: SelfDreamerV2,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DreamerV2",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDreamerV2:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+
+__all__ = ["DreamerV2"]
