@@ -62,7 +62,9 @@ class SequenceReplayBuffer:
     def _allocate(self) -> dict[str, np.ndarray]:
         shape = (self.capacity, self.n_envs)
         storage = {f"obs/{k}": np.zeros(shape + s.shape, dtype=s.dtype) for k, s in self._obs_spaces().items()}
-        storage["action"] = np.zeros(shape if self.discrete else shape + (self.action_dim,), np.int64 if self.discrete else np.float32)
+        storage["action"] = np.zeros(
+            shape if self.discrete else shape + (self.action_dim,), np.int64 if self.discrete else np.float32
+        )
         storage["reward"] = np.zeros(shape, np.float32)
         storage["is_first"] = np.zeros(shape, bool)
         storage["is_terminal"] = np.zeros(shape, bool)

@@ -22,10 +22,12 @@ class OneHotST:
 
     def sample(self) -> th.Tensor:
         """:return: (..., K) one-hot sample carrying straight-through gradients."""
-        index = th.multinomial(self.probs.detach().reshape(-1, self.probs.shape[-1]), 1)
-        onehot = F.one_hot(index.squeeze(-1), self.probs.shape[-1]).reshape(self.probs.shape)
-        onehot = onehot.to(self.probs.dtype)
-        return onehot + self.probs - self.probs.detach()
+        # Inverse-CDF sampling: one uniform per variable (th.multinomial draws one exponential per class).
+        probs = self.probs.detach()
+        uniform = th.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
+        index = (probs.cumsum(-1) < uniform).sum(-1).clamp_max(probs.shape[-1] - 1)
+        onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+        return onehot + self.probs - probs
 
     def mode(self) -> th.Tensor:
         """:return: (..., K) one-hot of the most likely class (straight-through)."""

@@ -96,9 +96,7 @@ class RSSM(nn.Module):
         stoch, logits = self._latent(self.obs_dist, hidden, sample)
         return RSSMState(deter, stoch, logits)
 
-    def observe(
-        self, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None
-    ) -> Observed:
+    def observe(self, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None) -> Observed:
         """Posterior states of a sequence and the prior logits at the same steps.
 
         Equal to a loop of ``obs_step``; the parts of the linear layers that do not depend on the

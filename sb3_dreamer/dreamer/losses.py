@@ -32,9 +32,7 @@ def kl_balance(
     return balance * loss_prior + (1 - balance) * loss_post, train_prior.detach()
 
 
-def lambda_return(
-    reward: th.Tensor, value: th.Tensor, discount: th.Tensor, bootstrap: th.Tensor, lambda_: float
-) -> th.Tensor:
+def lambda_return(reward: th.Tensor, value: th.Tensor, discount: th.Tensor, bootstrap: th.Tensor, lambda_: float) -> th.Tensor:
     """TD(lambda) returns, computed backwards in time::
 
         R_t = r_t + d_t * ((1 - lambda) * v_{t+1} + lambda * R_{t+1}),   R_H = bootstrap,  v_H = bootstrap

@@ -6,7 +6,7 @@ RSSM latent and the previous action per environment, so ``evaluate_policy`` work
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch as th
@@ -148,9 +148,7 @@ class WorldModel(nn.Module):
         metrics["model_loss"] = loss
         return WorldModelLoss(loss, post, metrics)
 
-    def imagine(
-        self, actor: Actor, start: RSSMState, start_is_terminal: th.Tensor, horizon: int, gamma: float
-    ) -> Imagination:
+    def imagine(self, actor: Actor, start: RSSMState, start_is_terminal: th.Tensor, horizon: int, gamma: float) -> Imagination:
         """Roll the prior forward from ``start`` with actions sampled from ``actor``.
 
         :param start: (N, ...) posterior states. :param start_is_terminal: (N,) their true termination flags.
@@ -274,7 +272,8 @@ class DreamerPolicy(BasePolicy):
         :return: (B, A) model action (one-hot or in [-1, 1]) and the new state.
         """
         embed = self.world_model.embed(obs)
-        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start)
+        # Deterministic acting takes the mode of the posterior too, so that predictions repeat exactly.
+        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start, not deterministic)
         dist = self.actor(latent.feat())
         action = (dist.mode() if deterministic else dist.sample()).detach()
         return action, PolicyState(latent, action)
@@ -364,4 +363,3 @@ class MultiInputPolicy(DreamerPolicy):
                 f"MultiInputPolicy expects a Dict observation space, got {observation_space}. "
                 "Use 'CnnPolicy' for images or 'MlpPolicy' for vectors."
             )
-

@@ -1,0 +1,218 @@
+"""The SB3 contract, modelled on stable-baselines3's own tests, with the tiny ``debug`` preset."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_dreamer import PRESETS, DreamerV2
+from tests.conftest import ImageEnv
+
+DEBUG = PRESETS["debug"]
+
+
+def _model(policy, env, **kwargs) -> DreamerV2:
+    return DreamerV2(policy, env, **{**DEBUG, "seed": 0, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("policy", "env"),
+    [
+        ("MlpPolicy", "CartPole-v1"),
+        ("MlpPolicy", "Pendulum-v1"),
+        ("CnnPolicy", lambda: ImageEnv()),
+        ("CnnPolicy", lambda: ImageEnv(channel_first=True, channels=1, continuous=True)),
+        ("MultiInputPolicy", lambda: ImageEnv(dict_obs=True)),
+    ],
+    ids=["discrete-vector", "box-vector", "image-hwc", "image-chw-gray-box", "dict"],
+)
+def test_learn_predict_spaces(policy, env):
+    vec = make_vec_env(env, n_envs=1, seed=0)
+    model = _model(policy, vec)
+    model.learn(120)
+    assert model._n_updates > 0
+    obs = vec.reset()
+    action, state = model.predict(obs, deterministic=True)
+    assert action.shape == (1, *vec.action_space.shape)
+    assert vec.action_space.contains(action[0])
+    deter, stoch, prev_action = state
+    assert deter.shape == (1, DEBUG["deter_size"]) and stoch.shape == (1, DEBUG["stoch_size"], DEBUG["stoch_classes"])
+
+
+def test_predict_single_and_batched_hwc_and_chw():
+    model = _model("CnnPolicy", ImageEnv())
+    env = ImageEnv()
+    obs, _ = env.reset(seed=0)
+    action, state = model.predict(obs)  # one HWC observation
+    assert np.ndim(action) == 0 and state[0].shape[0] == 1
+    batch = np.stack([obs] * 4)
+    actions, state = model.predict(batch, deterministic=True)
+    assert actions.shape == (4,) and state[0].shape[0] == 4
+    chw = np.transpose(batch, (0, 3, 1, 2))
+    actions_chw, _ = model.predict(chw, deterministic=True)
+    assert np.array_equal(actions, actions_chw)
+
+
+def test_predict_carries_state_and_resets_on_episode_start():
+    model = _model("MlpPolicy", "CartPole-v1")
+    obs = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    _, state0 = model.predict(obs, deterministic=True)
+    _, state1 = model.predict(obs, state=state0, episode_start=np.array([False, False]), deterministic=True)
+    assert not np.allclose(state0[0], state1[0])
+    _, reset = model.predict(obs, state=state1, episode_start=np.array([True, True]), deterministic=True)
+    assert np.allclose(reset[0], state0[0], atol=1e-6)
+
+
+def test_save_load_identical_predictions(tmp_path):
+    model = _model("MlpPolicy", "CartPole-v1")
+    model.learn(150)
+    obs = model.get_env().reset()
+    before = model.predict(obs, deterministic=True)
+    model.save(tmp_path / "dreamer")
+    loaded = DreamerV2.load(tmp_path / "dreamer", device="cpu")
+    after = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(before[0], after[0])
+    for a, b in zip(before[1], after[1]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert loaded.replay_buffer.storage is None  # loading to predict allocates no replay memory
+    assert loaded._n_updates == model._n_updates and loaded.kl_scale == model.kl_scale
+    # Every .pth in the zip loads with weights_only=True.
+    with zipfile.ZipFile(tmp_path / "dreamer.zip") as archive:
+        names = [n for n in archive.namelist() if n.endswith(".pth")]
+        assert {"policy.pth", "policy.model_optimizer.pth"} <= set(names)
+        for name in names:
+            th.load(io.BytesIO(archive.read(name)), weights_only=True)
+    # Training continues after loading.
+    loaded.set_env(make_vec_env("CartPole-v1", n_envs=1, seed=1))
+    loaded.learn(100)
+
+
+def test_get_set_parameters_round_trip():
+    a, b = _model("MlpPolicy", "CartPole-v1", seed=0), _model("MlpPolicy", "CartPole-v1", seed=1)
+    obs = np.zeros((1, 4), np.float32)
+    b.set_parameters(a.get_parameters())
+    assert np.array_equal(a.predict(obs, deterministic=True)[1][0], b.predict(obs, deterministic=True)[1][0])
+
+
+def test_seed_determinism():
+    def run() -> np.ndarray:
+        model = _model("MlpPolicy", "CartPole-v1", seed=3)
+        model.learn(150)
+        return th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().numpy()
+
+    assert np.array_equal(run(), run())
+
+
+def test_callbacks_and_checkpoint(tmp_path):
+    class Count(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.calls = {"start": 0, "step": 0, "end": 0}
+
+        def _on_training_start(self):
+            self.calls["start"] += 1
+
+        def _on_step(self):
+            self.calls["step"] += 1
+            return True
+
+        def _on_training_end(self):
+            self.calls["end"] += 1
+
+    count = Count()
+    checkpoint = CheckpointCallback(save_freq=50, save_path=str(tmp_path), name_prefix="dreamer")
+    model = _model("MlpPolicy", "CartPole-v1")
+    model.learn(100, callback=[count, checkpoint])
+    assert count.calls == {"start": 1, "step": 100, "end": 1}
+    assert len(list(tmp_path.glob("dreamer_*_steps.zip"))) == 2
+
+
+def test_callback_can_stop_training():
+    class Stop(BaseCallback):
+        def _on_step(self):
+            return self.num_timesteps < 30
+
+    model = _model("MlpPolicy", "CartPole-v1")
+    model.learn(1000, callback=Stop())
+    assert model.num_timesteps == 30
+
+
+def test_evaluate_policy_with_two_envs():
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = _model("MlpPolicy", env)
+    model.learn(100)
+    assert model.replay_buffer.count.min() > 0  # one stream per env
+    mean, std = evaluate_policy(model, env, n_eval_episodes=4, deterministic=True)
+    assert np.isfinite(mean) and mean >= 8
+
+
+def test_tensorboard_and_json_logs(tmp_path):
+    model = _model("MlpPolicy", "CartPole-v1", tensorboard_log=str(tmp_path), verbose=0)
+    model.learn(200, log_interval=1, tb_log_name="dreamer", progress_bar=True)
+    run_dir = tmp_path / "dreamer_1"
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    frame = pd.read_json(run_dir / "progress.json", lines=True)
+    assert {"train/model_loss", "train/kl", "train/actor_loss", "train/critic_loss"} <= set(frame.columns)
+    assert frame["train/model_loss"].notna().any()
+    json.loads((run_dir / "progress.json").read_text().splitlines()[-1])
+
+
+def test_learn_twice_without_reset_continues():
+    model = _model("MlpPolicy", "CartPole-v1")
+    model.learn(100)
+    steps = model.num_timesteps
+    model.learn(50, reset_num_timesteps=False)
+    assert model.num_timesteps == steps + 50
+
+
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics", "both"])
+def test_actor_gradient_modes_update_only_their_networks(actor_grad):
+    model = _model("MlpPolicy", "Pendulum-v1", actor_grad=actor_grad)
+    model.learn(100)
+    batch = model.replay_buffer.sample(4, 8)
+    world_before = th.nn.utils.parameters_to_vector(model.policy.world_model.parameters()).clone()
+    model.policy.world_model.loss(batch, 1, 0.8, 0, True, 1, 1, "identity")
+    actor_before = th.nn.utils.parameters_to_vector(model.policy.actor.parameters()).clone()
+    post = model.policy.world_model.loss(batch, 1, 0.8, 0, True, 1, 1, "identity").post
+    behavior = model.behavior_loss(post, batch.is_terminal)
+    model.policy.actor_optimizer.zero_grad()
+    behavior.actor_loss.backward()
+    assert all(p.grad is None for p in model.policy.world_model.parameters())  # no gradient into the world model
+    model.policy.actor_optimizer.step()
+    assert not th.equal(actor_before, th.nn.utils.parameters_to_vector(model.policy.actor.parameters()))
+    assert th.equal(world_before, th.nn.utils.parameters_to_vector(model.policy.world_model.parameters()))
+
+
+def test_slow_critic_hard_copy_every_n_updates():
+    model = _model("MlpPolicy", "CartPole-v1", slow_target_update=3)
+    model.learn(80)
+    critic = th.nn.utils.parameters_to_vector(model.policy.critic.parameters())
+    slow = th.nn.utils.parameters_to_vector(model.policy.slow_critic.parameters())
+    copied_at = ((model._n_updates - 1) // 3) * 3
+    assert (copied_at == model._n_updates - 1) == th.equal(critic, slow)
+
+
+def test_bad_inputs_have_clear_errors():
+    with pytest.raises(ValueError, match="ResizeObservation"):
+        _model("CnnPolicy", DummyVecEnv([lambda: _WrongSize()]))
+    with pytest.raises(ValueError, match="MlpPolicy expects a 1-D Box"):
+        _model("MlpPolicy", ImageEnv())
+    with pytest.raises(ValueError, match="actor_grad must be one of"):
+        _model("MlpPolicy", "CartPole-v1", actor_grad="bogus")
+    with pytest.raises(ValueError, match="Unknown preset"):
+        DreamerV2.from_preset("nope", "MlpPolicy", "CartPole-v1")
+
+
+class _WrongSize(ImageEnv):
+    def __init__(self):
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, (84, 84, 3), np.uint8)
