@@ -272,8 +272,9 @@ class DreamerPolicy(BasePolicy):
         :return: (B, A) model action (one-hot or in [-1, 1]) and the new state.
         """
         embed = self.world_model.embed(obs)
-        # Deterministic acting takes the mode of the posterior too, so that predictions repeat exactly.
-        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start, not deterministic)
+        # The posterior is sampled in both modes, as the reference evaluates (``eval_state_mean: False``):
+        # the actor was trained on sampled latents. Seed torch for exactly repeatable predictions.
+        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start)
         dist = self.actor(latent.feat())
         action = (dist.mode() if deterministic else dist.sample()).detach()
         return action, PolicyState(latent, action)

@@ -1,0 +1,124 @@
+"""Seconds per gradient update (world model + imagination + actor + critic) at the presets' sizes, with the
+FLOPs of one update and the fraction of this machine's measured fp32 matmul rate it reaches.
+
+    python benchmarks/update_speed.py                        # atari, dmc_vision, classic; 2 threads
+    python benchmarks/update_speed.py --presets classic --threads 1
+
+Writes ``benchmarks/results/update_speed.json``. Data are random (the cost of an update does not depend on
+them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; DMC: 64x64x3, 1-D Box).
+"""
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from torch.utils.flop_counter import FlopCounterMode
+
+from sb3_dreamer import DreamerV2
+
+RESULTS = Path(__file__).parent / "results"
+
+DOMAINS = {
+    "atari": ("CnnPolicy", spaces.Box(0, 255, (64, 64, 1), np.uint8), spaces.Discrete(18)),
+    "dmc_vision": ("CnnPolicy", spaces.Box(0, 255, (64, 64, 3), np.uint8), spaces.Box(-1, 1, (1,), np.float32)),
+    "classic": ("MlpPolicy", spaces.Box(-5, 5, (4,), np.float32), spaces.Discrete(2)),
+}
+
+
+class SpacesEnv(gym.Env):
+    """An env that only carries spaces; the benchmark never steps it."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, seed=None, options=None):  # noqa: ANN001, ANN201
+        return self.observation_space.sample(), {}
+
+    def step(self, action):  # noqa: ANN001, ANN201
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def fill(model: DreamerV2, steps: int) -> None:
+    """Write ``steps`` random transitions into the replay buffer."""
+    obs_space = model.observation_space
+    rng = np.random.default_rng(0)
+    for t in range(steps):
+        obs = np.stack([obs_space.sample()])
+        action = np.array([model.action_space.sample()])
+        buffer_action = action if isinstance(model.action_space, spaces.Discrete) else action.astype(np.float32)
+        done = np.array([t % 200 == 199])
+        infos = [{"terminal_observation": obs[0]}] if done[0] else [{}]
+        model.replay_buffer.add(obs, obs, buffer_action, rng.normal(size=1).astype(np.float32), done, infos)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = th.randn(n, n), th.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def measure(preset: str, updates: int, device: str) -> dict:
+    policy, obs_space, act_space = DOMAINS[preset]
+    model = DreamerV2.from_preset(preset, policy, SpacesEnv(obs_space, act_space), seed=0, device=device)
+    fill(model, model.sequence_length * 4)
+    batches = [model.replay_buffer.sample(model.batch_size, model.sequence_length) for _ in range(updates + 2)]
+    for batch in batches[:2]:
+        model.train_step(batch)  # warm-up
+    with FlopCounterMode(display=False) as counter:
+        model.train_step(batches[0])
+    if device == "cuda":
+        th.cuda.synchronize()
+    start = time.perf_counter()
+    for batch in batches[2:]:
+        metrics = model.train_step(batch)
+    float(metrics["model_loss"])  # wait for the device
+    seconds = (time.perf_counter() - start) / updates
+    params = sum(p.numel() for p in model.policy.world_model.parameters())
+    return {
+        "preset": preset,
+        "batch": f"{model.batch_size}x{model.sequence_length}",
+        "world_model_params": params,
+        "seconds_per_update": round(seconds, 4),
+        "gflop_per_update": round(counter.get_total_flops() / 1e9, 1),
+        "achieved_gflops": round(counter.get_total_flops() / 1e9 / seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["atari", "dmc_vision", "classic"], choices=sorted(DOMAINS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=3, help="timed updates per preset (more for small presets)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    peak = matmul_gflops()
+    rows = []
+    for preset in args.presets:
+        updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
+        row = measure(preset, updates, args.device)
+        row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {th.get_num_threads()} torch threads, torch {th.__version__}",
+        "device": args.device,
+        "matmul_gflops_fp32": round(peak, 1),
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
