@@ -111,7 +111,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {th.get_num_threads()} torch threads, torch {th.__version__}",
+        "machine": f"{platform.machine()}, {th.get_num_threads()} torch threads, torch {th.__version__}",
         "device": args.device,
         "matmul_gflops_fp32": round(peak, 1),
         "results": rows,
