@@ -73,7 +73,7 @@ def test_straight_through_sample_is_onehot_with_gradients():
     logits = th.randn(64, 8, 5, requires_grad=True)
     sample = OneHotST(logits).sample()
     assert th.allclose(sample.detach().sum(-1), th.ones(64, 8))
-    assert set(sample.detach().unique().tolist()) <= {0.0, 1.0}
+    assert th.allclose(sample.detach(), sample.detach().round(), atol=1e-6)  # one-hot up to float rounding
     (sample * th.randn_like(sample)).sum().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
