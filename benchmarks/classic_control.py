@@ -21,7 +21,7 @@ from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_dreamer import PRESETS, DreamerV2
 
@@ -42,7 +42,7 @@ DREAMER: dict[str, dict[str, Any]] = {
 
 
 def _lin(start: float):  # noqa: ANN202
-    return get_linear_fn(start, 0.0, 1.0)
+    return LinearSchedule(start, 0.0, 1.0)
 
 
 # rl-zoo3 hyperparameters (hyperparams/{ppo,dqn,sac}.yml), n_timesteps replaced by our budget.
