@@ -221,3 +221,11 @@ class _WrongSize(ImageEnv):
     def __init__(self):
         super().__init__()
         self.observation_space = spaces.Box(0, 255, (84, 84, 3), np.uint8)
+
+
+def test_bf16_autocast_trains_with_finite_losses():
+    model = _model("CnnPolicy", ImageEnv(), mixed_precision="bf16")
+    model.learn(100)
+    metrics = model.train_step(model.replay_buffer.sample(4, 8))
+    assert all(th.isfinite(v).all() for v in metrics.values())
+    assert all(p.dtype == th.float32 for p in model.policy.parameters())  # weights stay fp32

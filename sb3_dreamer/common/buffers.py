@@ -45,7 +45,7 @@ class SequenceReplayBuffer:
         self.observation_space, self.action_space = observation_space, action_space
         self.n_envs, self.device = n_envs, th.device(device)
         self.discrete = isinstance(action_space, spaces.Discrete)
-        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))  # type: ignore[attr-defined]
+        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))  # type: ignore[attr-defined, arg-type]
         self.rng = np.random.default_rng(seed)
         self.pos = np.zeros(n_envs, dtype=np.int64)  # next write index per stream
         self.count = np.zeros(n_envs, dtype=np.int64)  # valid entries per stream (<= capacity)

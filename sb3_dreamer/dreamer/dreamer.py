@@ -241,7 +241,7 @@ class DreamerV2(OffPolicyAlgorithm):
             self.replay_buffer.start_episodes()
         if self.tensorboard_log is not None and not self._custom_logger:
             # Metrics also as JSON lines (progress.json), readable with pandas.read_json(..., lines=True).
-            self._logger.output_formats.append(make_output_format("json", self._logger.get_dir()))
+            self._logger.output_formats.append(make_output_format("json", self._logger.get_dir() or "."))
         return result
 
     # -------------------------------------------------------------- collecting

@@ -29,7 +29,7 @@ _REWARD_TRANSFORMS = {"identity": lambda r: r, "tanh": th.tanh, "sign": th.sign}
 def obs_shapes(observation_space: spaces.Space) -> dict[str, tuple[int, ...]]:
     """Observation key -> shape. A Box becomes the single key ``obs``."""
     if isinstance(observation_space, spaces.Dict):
-        return {k: tuple(s.shape) for k, s in observation_space.spaces.items()}  # type: ignore[misc]
+        return {k: tuple(s.shape) for k, s in observation_space.spaces.items()}  # type: ignore[misc, arg-type]
     if isinstance(observation_space, spaces.Box):
         return {"obs": tuple(observation_space.shape)}
     raise ValueError(f"DreamerV2 takes Box or Dict observation spaces, got {observation_space}.")

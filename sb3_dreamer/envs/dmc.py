@@ -53,5 +53,5 @@ def make_dmc(task: str = "cartpole-balance", size: int = 64, action_repeat: int 
         render_mode="rgb_array",
         render_kwargs={"width": size, "height": size, "camera_id": camera_id},
     )
-    env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
     return RenderObservation(ActionRepeat(env, action_repeat), size)
