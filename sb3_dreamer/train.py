@@ -1,7 +1,7 @@
 """The main job: train DreamerV2 on a small task with a progress bar, TensorBoard logs, periodic evaluation,
 checkpoints, the final model and a learning-curve plot.
 
-    python -m sb3_dreamer.train                          # CartPole-v1, classic preset, 15k steps, a few minutes on a CPU
+    python -m sb3_dreamer.train                          # CartPole-v1, classic preset, 10k steps, ~5 minutes on a CPU
     python -m sb3_dreamer.train --env Pendulum-v1 --steps 20000
     tensorboard --logdir runs/
 """
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id")
     parser.add_argument("--policy", default="MlpPolicy", choices=["MlpPolicy", "CnnPolicy", "MultiInputPolicy"])
     parser.add_argument("--preset", default="classic", choices=sorted(PRESETS))
-    parser.add_argument("--steps", type=int, default=15_000, help="environment steps")
-    parser.add_argument("--eval-freq", type=int, default=2_500)
+    parser.add_argument("--steps", type=int, default=10_000, help="environment steps")
+    parser.add_argument("--eval-freq", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="output folder")

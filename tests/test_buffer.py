@@ -90,3 +90,24 @@ def test_sample_before_enough_data_explains():
     _step(buffer, 0, 1, 0, 0.0, False)
     with pytest.raises(ValueError, match="sequence_length"):
         buffer.sample(2, 50)
+
+
+def test_prioritize_ends_moves_crossing_windows_to_the_episode_end():
+    buffer = SequenceReplayBuffer(1000, OBS, spaces.Discrete(2), prioritize_ends=True, seed=0)
+    value = 0
+    for _ in range(6):  # six episodes of 20 transitions each (21 stream entries with the first observation)
+        for t in range(20):
+            done = t == 19
+            info = [{"terminal_observation": np.array([value + 1], np.float32)}] if done else None
+            _step(buffer, value, value + 1 if not done else -1, 0, 1.0, done, info)
+            value += 1
+        value += 1000
+    ends = 0
+    for _ in range(20):
+        batch = buffer.sample(32, 8)
+        assert (batch.is_first[1:] == 0).all()  # no window crosses into the next episode
+        ends += int(batch.is_terminal[-1].sum())
+    uniform = SequenceReplayBuffer(1000, OBS, spaces.Discrete(2), seed=0)
+    uniform.storage, uniform.count, uniform.pos = buffer.storage, buffer.count, buffer.pos
+    uniform_ends = sum(int(uniform.sample(32, 8).is_terminal[-1].sum()) for _ in range(20))
+    assert ends > 3 * uniform_ends  # episode ends are oversampled

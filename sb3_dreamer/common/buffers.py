@@ -9,9 +9,12 @@ the action that led to them, the reward received on arrival and the flags::
     is_first:  1     0     0     0               1      0
     terminal:  0     0     0     1 (unless truncated by a time limit)
 
-Windows of length T are sampled from one stream, may cross episode boundaries (``is_first`` resets the
-latent there) and never cross the write position. Storage is allocated on the first ``add``, so building
-an agent to call ``predict`` costs no memory.
+Windows of length T are sampled from one stream and never cross the write position. Without
+``prioritize_ends`` they are uniform and may cross episode boundaries (``is_first`` resets the latent there).
+With it, a window that crosses the end of an episode is moved back to end there, as the reference's
+``replay.prioritize_ends`` does: episode ends (the only steps where the discount head sees a termination)
+are oversampled, and windows stay inside one episode where it is at least T long. Storage is allocated on
+the first ``add``, so building an agent to call ``predict`` costs no memory.
 """
 
 from typing import Any
@@ -29,6 +32,7 @@ class SequenceReplayBuffer:
     :param action_space: Discrete (stored as an index, returned one-hot) or Box (stored in [-1, 1]).
     :param n_envs: number of parallel environments (one stream each).
     :param device: where ``sample`` puts the batch.
+    :param prioritize_ends: move windows that cross an episode end back to end there (see the module doc).
     :param seed: seed of the sampling generator.
     """
 
@@ -39,11 +43,12 @@ class SequenceReplayBuffer:
         action_space: spaces.Space,
         n_envs: int = 1,
         device: th.device | str = "cpu",
+        prioritize_ends: bool = False,
         seed: int | None = None,
     ):
         self.capacity = max(buffer_size // n_envs, 1)
         self.observation_space, self.action_space = observation_space, action_space
-        self.n_envs, self.device = n_envs, th.device(device)
+        self.n_envs, self.device, self.prioritize_ends = n_envs, th.device(device), prioritize_ends
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))  # type: ignore[attr-defined, arg-type]
         self.rng = np.random.default_rng(seed)
@@ -148,9 +153,23 @@ class SequenceReplayBuffer:
         offset = (self.rng.random(batch_size) * (count - seq_len + 1)).astype(np.int64)
         # The oldest valid entry is at pos when the stream is full, at 0 otherwise.
         oldest = np.where(count == self.capacity, pos, 0)
+        if self.prioritize_ends:
+            offset = self._end_aligned(offset, oldest, envs, seq_len)
         starts = (oldest + offset) % self.capacity
         time = (starts[None, :] + np.arange(seq_len)[:, None]) % self.capacity
         return time, envs
+
+    def _end_aligned(self, offset: np.ndarray, oldest: np.ndarray, envs: np.ndarray, seq_len: int) -> np.ndarray:
+        """Offsets moved back so that windows crossing an episode end finish at that end.
+
+        :param offset: (B,) window starts relative to the oldest entry of each stream.
+        """
+        assert self.storage is not None
+        time = (oldest + offset)[None, :] + np.arange(1, seq_len)[:, None]  # (T - 1, B) steps after the start
+        first = self.storage["is_first"][time % self.capacity, envs[None, :]]
+        crosses = first.any(0)
+        k = first.argmax(0) + 1  # index in the window of the next episode's first step
+        return np.where(crosses, np.maximum(offset - (seq_len - k), 0), offset)
 
     def sample(self, batch_size: int, seq_len: int) -> SequenceBatch:
         """:return: ``batch_size`` windows of ``seq_len`` steps, time-major (T, B, ...), on ``device``."""

@@ -41,6 +41,7 @@ class DreamerV2(OffPolicyAlgorithm):
     :param learning_rate: world-model learning rate (a constant or SB3 schedule).
     :param buffer_size: replay capacity in environment steps.
     :param learning_starts: random-action steps before training (``prefill``).
+    :param prioritize_ends: oversample episode ends in replay (``replay.prioritize_ends``).
     :param batch_size: number B of replay windows per update.
     :param sequence_length: length T of each window.
     :param train_freq: update every ``train_freq`` calls to ``env.step`` (``train_every``); each call adds
@@ -87,6 +88,7 @@ class DreamerV2(OffPolicyAlgorithm):
         learning_rate: float | Schedule = 2e-4,
         buffer_size: int = 2_000_000,
         learning_starts: int = 50_000,
+        prioritize_ends: bool = True,
         batch_size: int = 16,
         sequence_length: int = 50,
         train_freq: int = 16,
@@ -161,6 +163,7 @@ class DreamerV2(OffPolicyAlgorithm):
                 f"sequence_length and imagination_horizon must be >= 2, got {sequence_length} and {imagination_horizon}."
             )
         self.sequence_length = sequence_length
+        self.prioritize_ends = prioritize_ends
         self.pretrain_steps = pretrain_steps
         self.return_lambda = return_lambda
         self.imagination_horizon = imagination_horizon
@@ -209,7 +212,13 @@ class DreamerV2(OffPolicyAlgorithm):
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.replay_buffer = SequenceReplayBuffer(
-            self.buffer_size, self.observation_space, self.action_space, self.n_envs, self.device, self.seed
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            self.n_envs,
+            self.device,
+            prioritize_ends=self.prioritize_ends,
+            seed=self.seed,
         )
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
