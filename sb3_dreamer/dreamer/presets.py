@@ -14,7 +14,8 @@ from typing import Any
 _ATARI: dict[str, Any] = {}  # the constructor defaults are the Atari config
 
 _DMC: dict[str, Any] = dict(
-    learning_starts=1000, pretrain_steps=100, prioritize_ends=False, train_freq=5, reward_transform="identity", pred_discount=False,
+    learning_starts=1000, pretrain_steps=100, prioritize_ends=False, train_freq=5, reward_transform="identity",
+    pred_discount=False,
     deter_size=200, hidden_size=200, learning_rate=3e-4, actor_lr=8e-5, critic_lr=8e-5, actor_entropy=1e-4,
     kl_free=1.0, kl_scale=1.0, discount_scale=1.0, gamma=0.99, actor_grad="auto",
 )  # fmt: skip
