@@ -44,6 +44,7 @@ DREAMER: dict[str, dict[str, Any]] = {
         "actor_lr": 3e-4,
         "critic_lr": 3e-4,
         "prioritize_ends": False,
+        "discount_scale": 1.0,
     },
 }
 

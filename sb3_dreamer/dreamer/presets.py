@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         reward_transform="identity",
         kl_scale=1.0,
         kl_free=1.0,
-        discount_scale=1.0,
+        discount_scale=5.0,
         buffer_size=100_000,
     ),  # fmt: skip
     "debug": dict(
