@@ -134,8 +134,12 @@ def summarise(frame: pd.DataFrame) -> dict[str, Any]:
             "wall_s_per_seed_mean": float(final["total_wall_s"].mean()),
         }
         if task in TASKS:
-            entry["bar"] = TASKS[task]["bar"]
-            entry["bar_reached"] = bool(entry["final_return_median"] >= TASKS[task]["bar"])
+            bar = TASKS[task]["bar"]
+            reached = group[group["return_mean"] >= bar].groupby("seed")["step"].min()
+            entry["bar"] = bar
+            entry["first_step_at_bar_per_seed"] = {int(s): (int(reached[s]) if s in reached else None) for s in entry["seeds"]}
+            entry["bar_reached_at_final_eval"] = bool(entry["final_return_median"] >= bar)
+            entry["bar_reached_within_budget"] = bool(len(reached) * 2 > len(entry["seeds"]))  # by most seeds
         summary.setdefault(task, {})[algo] = entry
     return summary
 
@@ -171,9 +175,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--summarise-only", action="store_true", help="rewrite summary.json and plots from curves.csv")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "curves.csv"
+    if args.summarise_only:
+        args.tasks, args.algos = [], []
     for task in args.tasks:
         for algo in args.algos:
             algo = TASKS[task]["baseline"] if algo == "baseline" else algo
