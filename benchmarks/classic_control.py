@@ -190,7 +190,10 @@ def main() -> None:
                 frame = pd.read_csv(csv)
                 (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
                 plot(frame, args.out)
-    print(json.dumps(summarise(pd.read_csv(csv)), indent=2))
+    frame = pd.read_csv(csv)
+    (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
+    plot(frame, args.out)
+    print(json.dumps(summarise(frame), indent=2))
 
 
 if __name__ == "__main__":
