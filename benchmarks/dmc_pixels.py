@@ -104,7 +104,14 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "dmc_pixels")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from curve.csv (e.g. after a cut run)")
     args = parser.parse_args()
+    if args.plot_only:
+        curve = pd.read_csv(args.out / "curve.csv")
+        plot(curve, args.out, args.preset)
+        frames = int(curve["frames"].max())
+        print(f"{len(curve)} episodes to {frames} frames; published median there: {published_median(frames)}")
+        return
     os.environ.setdefault("MUJOCO_GL", "egl")
     th.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
