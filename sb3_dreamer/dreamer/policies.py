@@ -156,12 +156,13 @@ class WorldModel(nn.Module):
         """
         state = start
         feats = [start.feat()]
-        actions = [th.zeros_like(actor(feats[0].detach()).mode())]
+        actions = []
         for _ in range(horizon):
             action = actor(feats[-1].detach()).sample()
             state = self.rssm.img_step(state, action)
             feats.append(state.feat())
             actions.append(action)
+        actions.insert(0, th.zeros_like(actions[0]))  # no action led to the start state
         feat = th.stack(feats)  # (H + 1, N, F)
         reward = self.reward_head(feat).squeeze(-1)
         first = gamma * (1.0 - start_is_terminal)[None]
