@@ -12,6 +12,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
@@ -27,6 +28,18 @@ MixedPrecision = Literal["no", "bf16", "fp16"]
 def _check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+
+
+def frames_per_step(env: VecEnv | None) -> int:
+    """Environment frames per agent step: the ``action_repeat`` attribute of a wrapper (the Atari and DMC
+    makers of :mod:`sb3_dreamer.envs` set it), else 1.
+    """
+    if env is None:
+        return 1
+    try:
+        return int(env.get_attr("action_repeat", indices=[0])[0])
+    except AttributeError:
+        return 1
 
 
 class DreamerV2(OffPolicyAlgorithm):
@@ -182,6 +195,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self._pretrained = False
         self._policy_state: PolicyState | None = None
         self._episode_starts: np.ndarray | None = None
+        self._frames_per_step = 1
         if _init_setup_model:
             self._setup_model()
 
@@ -251,7 +265,13 @@ class DreamerV2(OffPolicyAlgorithm):
         if self.tensorboard_log is not None and not self._custom_logger:
             # Metrics also as JSON lines (progress.json), readable with pandas.read_json(..., lines=True).
             self._logger.output_formats.append(make_output_format("json", self._logger.get_dir() or "."))
+        self._frames_per_step = frames_per_step(self.env)
         return result
+
+    def dump_logs(self) -> None:
+        """SB3's ``time/...`` keys plus ``time/frames`` (agent steps x action repeat), the paper's x-axis."""
+        self.logger.record("time/frames", self.num_timesteps * self._frames_per_step)
+        super().dump_logs()
 
     # -------------------------------------------------------------- collecting
 

@@ -242,8 +242,10 @@ class DreamerPolicy(BasePolicy):
 
     @staticmethod
     def _adam(module: nn.Module, lr: float, eps: float, weight_decay: float) -> th.optim.AdamW:
-        # AdamW decays by lr * wd per step; the reference decays by wd per step.
-        return th.optim.AdamW(module.parameters(), lr=lr, eps=eps, weight_decay=weight_decay / lr, foreach=True)
+        # AdamW decays by lr * wd per step; the reference decays by wd per step. lr = 0 (rl-zoo3's enjoy loads
+        # models with learning_rate 0) means no update at all, decay included.
+        decay = weight_decay / lr if lr > 0 else 0.0
+        return th.optim.AdamW(module.parameters(), lr=lr, eps=eps, weight_decay=decay, foreach=True)
 
     def _check_spaces(self, observation_space: spaces.Space) -> None:
         """Hook for the aliases to reject observation spaces they are not meant for."""

@@ -1,5 +1,5 @@
 """DeepMind Control Suite from pixels, the way the DreamerV2 reference runs it: 64x64 RGB renders of
-camera 0, action repeat 2, 1000-frame episodes ended by a time limit (truncation, never termination).
+camera 0 (2 for quadruped), action repeat 2, 1000-frame episodes ended by a time limit (truncation, never termination).
 
 Needs the ``dmc`` extra and an offscreen GL: set ``MUJOCO_GL=egl`` (Debian ``libegl1``) or
 ``MUJOCO_GL=osmesa`` (``libosmesa6``) before the first import of mujoco.
@@ -17,11 +17,11 @@ class ActionRepeat(gym.Wrapper):
 
     def __init__(self, env: gym.Env, repeat: int):
         super().__init__(env)
-        self.repeat = repeat
+        self.action_repeat = repeat
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         total = 0.0
-        for _ in range(self.repeat):
+        for _ in range(self.action_repeat):
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
             if terminated or truncated:
@@ -40,10 +40,32 @@ class RenderObservation(gym.ObservationWrapper):
         return np.asarray(self.env.render(), dtype=np.uint8)
 
 
-def make_dmc(task: str = "cartpole-balance", size: int = 64, action_repeat: int = 2, camera_id: int = 0) -> gym.Env:
+# The 20 tasks of the paper's DMC-from-pixels figure (names as in the published score files, dmc_ dropped).
+PAPER_TASKS: tuple[str, ...] = (
+    "acrobot-swingup", "cartpole-balance", "cartpole-balance_sparse", "cartpole-swingup", "cartpole-swingup_sparse",
+    "cheetah-run", "cup-catch", "finger-spin", "finger-turn_easy", "finger-turn_hard", "hopper-hop", "hopper-stand",
+    "pendulum-swingup", "quadruped-run", "quadruped-walk", "reacher-easy", "reacher-hard", "walker-run",
+    "walker-stand", "walker-walk",
+)  # fmt: skip
+
+
+def make_dmc(
+    task: str = "cartpole-balance",
+    size: int = 64,
+    action_repeat: int = 2,
+    camera_id: int | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
     """:param task: ``domain-task`` as in shimmy's ids, e.g. ``cartpole-balance``, ``walker-walk``.
+    :param camera_id: the reference's choice when None: camera 2 for quadruped, else 0.
+    :param render_mode: accepted for ``gym.make`` (video recorders ask for ``rgb_array``); the env always
+        renders ``rgb_array`` frames, which are its observations.
     :return: a Gymnasium env with (size, size, 3) uint8 observations and a [-1, 1] Box action space.
     """
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"DMC pixel envs render rgb_array frames only, got render_mode={render_mode!r}")
+    if camera_id is None:
+        camera_id = 2 if task.startswith("quadruped") else 0
     try:
         import shimmy  # noqa: F401  (registers the dm_control/ ids)
     except ImportError as error:
@@ -55,3 +77,11 @@ def make_dmc(task: str = "cartpole-balance", size: int = 64, action_repeat: int 
     )
     env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
     return RenderObservation(ActionRepeat(env, action_repeat), size)
+
+
+def register_dmc_envs() -> None:
+    """Register ``sb3_dreamer/DMC-<domain>-<task>-v0`` (64x64 pixels, action repeat 2) for the paper's 20 tasks."""
+    for task in PAPER_TASKS:
+        task_id = f"sb3_dreamer/DMC-{task}-v0"
+        if task_id not in gym.registry:
+            gym.register(task_id, entry_point="sb3_dreamer.envs.dmc:make_dmc", kwargs={"task": task})

@@ -1,0 +1,96 @@
+"""DreamerV2 in rl-zoo3.
+
+After ``pip install sb3_dreamer[zoo]`` the plain commands work::
+
+    rl_zoo3 train --algo dreamerv2 --env sb3_dreamer/Pong-v0
+    rl_zoo3 enjoy --algo dreamerv2 --env sb3_dreamer/Pong-v0 -f logs/
+    python -m rl_zoo3.record_video --algo dreamerv2 --env sb3_dreamer/Pong-v0 -f logs/ -n 1000
+
+because a small import hook (``_sb3_dreamer_zoo_hook``, run by the installed ``sb3_dreamer_zoo.pth``) calls
+:func:`register_algo` and :func:`use_default_config` as rl-zoo3's modules load. Set ``SB3_DREAMER_ZOO_HOOK=0`` to
+turn the hook off; the explicit entry point works either way and takes rl-zoo3's script names::
+
+    python -m sb3_dreamer.zoo train --algo dreamerv2 --env CartPole-v1
+    python -m sb3_dreamer.zoo enjoy|record_video|plot_train|all_plots|plot_from_file|push_to_hub|load_from_hub ...
+
+The default hyperparameter file is :data:`DEFAULT_CONFIG` (``atari`` for every ``sb3_dreamer/<Game>-v0`` id,
+the classic-control tasks, the DMC presets); ``-conf`` overrides it.
+"""
+
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(__file__).parent / "hyperparams" / "dreamerv2.yml"
+ALGO_NAME = "dreamerv2"
+
+# rl-zoo3's scripts (module run as __main__, the way ``python -m`` runs them).
+_SCRIPTS = {
+    "train": "rl_zoo3.train",
+    "enjoy": "rl_zoo3.enjoy",
+    "record_video": "rl_zoo3.record_video",
+    "plot_train": "rl_zoo3.plots.plot_train",
+    "all_plots": "rl_zoo3.plots.all_plots",
+    "plot_from_file": "rl_zoo3.plots.plot_from_file",
+    "push_to_hub": "rl_zoo3.push_to_hub",
+    "load_from_hub": "rl_zoo3.load_from_hub",
+}
+
+
+def register_algo() -> None:
+    """Add ``dreamerv2`` to ``rl_zoo3.ALGOS`` (idempotent)."""
+    from rl_zoo3.utils import ALGOS
+
+    from sb3_dreamer import DreamerV2
+
+    ALGOS.setdefault(ALGO_NAME, DreamerV2)
+
+
+def use_default_config() -> None:
+    """Make :data:`DEFAULT_CONFIG` rl-zoo3's default ``-conf`` for ``dreamerv2`` (idempotent).
+
+    rl-zoo3 looks for ``hyperparams/<algo>.yml`` inside its own package; this swaps
+    ``rl_zoo3.exp_manager.ExperimentManager`` for a subclass that only changes that default, before the
+    scripts import the name.
+    """
+    from rl_zoo3 import exp_manager
+
+    if getattr(exp_manager.ExperimentManager, "_sb3_dreamer", False):
+        return
+
+    class ExperimentManager(exp_manager.ExperimentManager):
+        _sb3_dreamer = True
+
+        def __init__(self, args: Any, algo: str, *rest: Any, config: str | None = None, **kwargs: Any):
+            if algo == ALGO_NAME and config is None:
+                config = str(DEFAULT_CONFIG)
+            super().__init__(args, algo, *rest, config=config, **kwargs)  # type: ignore[misc]
+
+    ExperimentManager.__qualname__ = exp_manager.ExperimentManager.__qualname__
+    ExperimentManager.__module__ = exp_manager.__name__
+    exp_manager.ExperimentManager = ExperimentManager  # type: ignore[misc]
+
+
+def register() -> None:
+    """Both registrations; call before importing rl-zoo3's scripts (``rl_zoo3.train`` ...)."""
+    try:
+        import rl_zoo3  # noqa: F401
+    except ImportError as error:
+        raise ImportError("rl-zoo3 integration needs the zoo extra: pip install 'sb3_dreamer[zoo]'") from error
+    register_algo()
+    use_default_config()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sb3_dreamer.zoo <script> [rl-zoo3 arguments]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in _SCRIPTS:
+        raise SystemExit(f"usage: python -m sb3_dreamer.zoo {{{','.join(_SCRIPTS)}}} [rl-zoo3 arguments]")
+    register()
+    sys.argv = [f"rl_zoo3 {argv[0]}", *argv[1:]]
+    runpy.run_module(_SCRIPTS[argv[0]], run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
