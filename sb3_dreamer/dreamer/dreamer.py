@@ -84,6 +84,8 @@ class DreamerV2(OffPolicyAlgorithm):
     :param slow_target_fraction: interpolation of those copies (1 = hard copy).
     :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
     :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` only on CUDA).
+    :param compile_model: ``torch.compile`` the networks in place (GRU cell, encoder, decoder, heads, actor
+        and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -139,6 +141,7 @@ class DreamerV2(OffPolicyAlgorithm):
         slow_target_fraction: float = 1.0,
         expl_noise: float = 0.0,
         mixed_precision: MixedPrecision = "no",
+        compile_model: bool = False,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -192,6 +195,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.slow_target_update, self.slow_target_fraction = slow_target_update, slow_target_fraction
         self.expl_noise = expl_noise
         self.mixed_precision = mixed_precision
+        self.compile_model = compile_model
         self._pretrained = False
         self._policy_state: PolicyState | None = None
         self._episode_starts: np.ndarray | None = None
@@ -238,6 +242,8 @@ class DreamerV2(OffPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
         )
         self.policy = self.policy.to(self.device)
+        if self.compile_model:
+            self.policy.compile_networks()
         self._convert_train_freq()
         self._scaler = th.amp.GradScaler(self.device.type, enabled=self.mixed_precision == "fp16")
 

@@ -1,0 +1,253 @@
+"""GPU figures of the throughput issue in one run of at most ~8 minutes, written to ``--out`` as they come.
+
+    python benchmarks/gpu/gpu_bench.py --out $OUT            # on the lent GPU (see benchmarks/gpu/README.md)
+    python benchmarks/gpu/gpu_bench.py --quick --device cpu  # a smoke run of every part on a CPU
+
+Parts, each with its own time budget, each writing into ``gpu_bench.json`` when it ends (a part that fails
+records its error and the run goes on):
+
+1. ``updates``: updates/s at the ``atari`` preset (batch 16 x 50, 20M-parameter world model), eager in
+   fp32 / bf16 / fp16 autocast, then ``compile_model=True`` in the fastest eager precision; FLOPs of one update
+   and the TFLOP/s reached.
+2. ``predict``: latency of ``predict`` for 1 observation and for a batch of 16, on the GPU and on the CPU.
+3. ``atari_learn``: end-to-end ``learn`` on ``sb3_dreamer/Pong-v0`` with the paper's settings (one env,
+   ``train_freq`` 16), frames/s of the random prefill and of the training phase.
+4. ``dmc_learn``: DMC ``cartpole-balance`` from 64x64 pixels with the ``dmc_vision`` preset, several envs
+   rendering in parallel, training returns against frames over the published DreamerV2 curve
+   (``dmc_cartpole_balance.png``), as far as the remaining time goes (the paper's curve reaches ~800 at 90k frames).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+
+sys.path.insert(0, str(Path(__file__).parents[2]))
+
+from benchmarks.update_speed import DOMAINS, SpacesEnv, fill  # noqa: E402
+from sb3_dreamer import DreamerV2  # noqa: E402
+
+REFERENCE = Path(__file__).parents[1] / "reference" / "dmc-vision-dreamerv2-cartpole_balance.json"
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        th.cuda.synchronize()
+
+
+def atari_model(device: str, **kwargs: Any) -> DreamerV2:
+    policy, obs_space, act_space = DOMAINS["atari"]
+    return DreamerV2.from_preset("atari", policy, SpacesEnv(obs_space, act_space), seed=0, device=device, **kwargs)
+
+
+def time_updates(model: DreamerV2, device: str, warmup: int, updates: int) -> float:
+    """Seconds per update after ``warmup`` updates (compilation included in the warm-up)."""
+    fill(model, model.sequence_length * 4)
+    batches = [model.replay_buffer.sample(model.batch_size, model.sequence_length) for _ in range(warmup + updates)]
+    for batch in batches[:warmup]:
+        model.train_step(batch)
+    sync(device)
+    start = time.perf_counter()
+    for batch in batches[warmup:]:
+        metrics = model.train_step(batch)
+    float(metrics["model_loss"])
+    sync(device)
+    return (time.perf_counter() - start) / updates
+
+
+def part_updates(device: str, quick: bool) -> dict[str, Any]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    warmup, updates = (1, 2) if quick else (3, 20)
+    precisions = ["no", "bf16"] + (["fp16"] if device == "cuda" else [])
+    rows, flops = [], None
+    for precision in precisions:
+        model = atari_model(device, mixed_precision=precision)
+        if flops is None:
+            fill(model, model.sequence_length * 4)
+            with FlopCounterMode(display=False) as counter:
+                model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+            flops = counter.get_total_flops()
+        seconds = time_updates(model, device, warmup, updates)
+        rows.append({"precision": precision, "compiled": False, "seconds_per_update": seconds, "updates_per_s": 1 / seconds})
+        print(rows[-1], flush=True)
+    best = min(rows, key=lambda row: row["seconds_per_update"])["precision"]
+    start = time.perf_counter()
+    model = atari_model(device, mixed_precision=best, compile_model=True)
+    seconds = time_updates(model, device, warmup, updates)
+    rows.append({"precision": best, "compiled": True, "seconds_per_update": seconds, "updates_per_s": 1 / seconds,
+                 "compile_and_warmup_s": time.perf_counter() - start - seconds * updates})  # fmt: skip
+    print(rows[-1], flush=True)
+    for row in rows:
+        row["tflops"] = flops / row["seconds_per_update"] / 1e12
+    return {"gflop_per_update": flops / 1e9, "batch": "16x50", "rows": rows}
+
+
+def part_predict(device: str, quick: bool) -> dict[str, Any]:
+    calls = 20 if quick else 200
+    out = {}
+    for where in dict.fromkeys([device, "cpu"]):
+        model = atari_model(where)
+        for n in (1, 16):
+            obs = np.random.randint(0, 255, (n, 1, 64, 64), dtype=np.uint8)
+            state, starts = None, np.ones(n, dtype=bool)
+            for _ in range(3):
+                _, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
+            start = time.perf_counter()
+            for _ in range(calls):
+                _, state = model.predict(obs, state=state, episode_start=np.zeros(n, dtype=bool), deterministic=True)
+            out[f"{where}_batch{n}_ms"] = (time.perf_counter() - start) / calls * 1e3
+    print(out, flush=True)
+    return out
+
+
+class Clock:
+    """Callback state: wall time at the end of the prefill and at the end, and training-episode returns."""
+
+    def __init__(self, prefill: int, deadline: float):
+        self.prefill, self.deadline = prefill, deadline
+        self.t_start = self.t_prefill = self.t_end = time.perf_counter()
+        self.steps_at_end = 0
+
+
+def learn_until(model: DreamerV2, steps: int, clock: Clock) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Stop(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps <= clock.prefill:
+                clock.t_prefill = time.perf_counter()
+            clock.t_end, clock.steps_at_end = time.perf_counter(), self.num_timesteps
+            return time.perf_counter() < clock.deadline
+
+    clock.t_start = time.perf_counter()
+    model.learn(steps, callback=Stop())
+
+
+def part_atari_learn(device: str, quick: bool, budget: float, precision: str) -> dict[str, Any]:
+    prefill = 500 if quick else 5_000
+    model = DreamerV2("CnnPolicy", "sb3_dreamer/Pong-v0", learning_starts=prefill, device=device, seed=0,
+                      mixed_precision=precision, pretrain_steps=1)  # fmt: skip
+    clock = Clock(prefill, time.perf_counter() + budget)
+    learn_until(model, 10_000_000, clock)
+    train_steps = clock.steps_at_end - prefill
+    train_s = clock.t_end - clock.t_prefill
+    out = {
+        "env": "sb3_dreamer/Pong-v0 (paper protocol)",
+        "precision": precision,
+        "prefill_frames_per_s": 4 * prefill / (clock.t_prefill - clock.t_start),
+        "train_agent_steps": train_steps,
+        "train_updates": model._n_updates,
+        "train_frames_per_s": 4 * train_steps / train_s if train_s > 0 else None,
+    }
+    print(out, flush=True)
+    return out
+
+
+def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, out_dir: Path) -> dict[str, Any]:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from sb3_dreamer.envs.dmc import make_dmc
+
+    n_envs = 2 if quick else 8
+    env = make_vec_env(make_dmc, n_envs=n_envs, seed=0, env_kwargs={"task": "cartpole-balance"}, vec_env_cls=SubprocVecEnv)
+    # One update per 5 agent steps as in the reference: train_freq counts vector steps, so n_envs updates each time.
+    settings = dict(train_freq=5, gradient_steps=n_envs, learning_starts=1000, stats_window_size=10_000)
+    model = DreamerV2.from_preset("dmc_vision", "CnnPolicy", env, device=device, seed=0, mixed_precision=precision, **settings)
+    clock = Clock(1000, time.perf_counter() + budget)
+    learn_until(model, 45_000, clock)  # 90k frames at action repeat 2
+    # The envs run in lockstep with fixed 500-step episodes, so the steps done when an episode ends are the
+    # summed lengths of the episodes that ended before it (Monitor's order).
+    lengths = np.cumsum([info["l"] for info in model.ep_info_buffer])
+    episodes = [{"frames": 2 * int(n), "return": float(info["r"])} for n, info in zip(lengths, model.ep_info_buffer)]
+    out = {"n_envs": n_envs, "agent_steps": clock.steps_at_end, "frames": 2 * clock.steps_at_end,
+           "updates": model._n_updates, "wall_s": clock.t_end - clock.t_start, "episodes": episodes}  # fmt: skip
+    _plot_dmc(episodes, out_dir / "dmc_cartpole_balance.png")
+    print({k: v for k, v in out.items() if k != "episodes"}, flush=True)
+    return out
+
+
+def _plot_dmc(episodes: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    runs = json.loads(REFERENCE.read_text())
+    xs = np.array(runs[0]["xs"])
+    ys = np.array([run["ys"][: len(xs)] for run in runs if len(run["ys"]) >= len(xs)])
+    ax.plot(xs, np.median(ys, 0), "k--", marker="o", label=f"DreamerV2 published (median of {len(ys)})")
+    if episodes:
+        ax.plot(
+            [e["frames"] for e in episodes], [e["return"] for e in episodes], ".", alpha=0.6, label="ours: training episodes"
+        )
+    ax.set(xlabel="frames", ylabel="return", title="DMC cartpole-balance from pixels", xlim=(0, 100_000))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_part(report: dict[str, Any], out: Path, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+    start = time.perf_counter()
+    try:
+        report[name] = fn()
+    except Exception as error:  # a failed part is recorded, the others still run
+        report[name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-2000:]}
+        print(report[name]["traceback"], flush=True)
+    report[name]["part_wall_s"] = time.perf_counter() - start
+    (out / "gpu_bench.json").write_text(json.dumps(report, indent=2, default=float))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results/gpu")))
+    parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: check that every part runs")
+    parser.add_argument("--total-s", type=float, default=450.0, help="wall-clock budget of the whole run")
+    parser.add_argument("--parts", nargs="+", default=["updates", "predict", "atari_learn", "dmc_learn"])
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {
+        "device": th.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
+        "torch": th.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "quick": args.quick,
+    }
+    if args.device == "cuda":
+        th.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32; bf16/fp16 are measured separately
+    if "updates" in args.parts:
+        run_part(report, args.out, "updates", lambda: part_updates(args.device, args.quick))
+    rows = report.get("updates", {}).get("rows", [])
+    eager = [row for row in rows if not row["compiled"]]
+    precision = min(eager, key=lambda row: row["seconds_per_update"])["precision"] if eager else "no"
+    if "predict" in args.parts:
+        run_part(report, args.out, "predict", lambda: part_predict(args.device, args.quick))
+    left = args.total_s - (time.perf_counter() - t0)
+    if "atari_learn" in args.parts:
+        budget = 20.0 if args.quick else min(120.0, max(30.0, 0.4 * left))
+        run_part(report, args.out, "atari_learn", lambda: part_atari_learn(args.device, args.quick, budget, precision))
+    left = args.total_s - (time.perf_counter() - t0)
+    if "dmc_learn" in args.parts:
+        budget = 30.0 if args.quick else max(30.0, left - 20.0)
+        run_part(report, args.out, "dmc_learn", lambda: part_dmc_learn(args.device, args.quick, budget, precision, args.out))
+    report["total_wall_s"] = time.perf_counter() - t0
+    (args.out / "gpu_bench.json").write_text(json.dumps(report, indent=2, default=float))
+    print(json.dumps({k: v for k, v in report.items() if k != "dmc_learn"}, indent=1, default=float)[:6000])
+
+
+if __name__ == "__main__":
+    main()
