@@ -163,6 +163,8 @@ def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, out_
     env = make_vec_env(make_dmc, n_envs=n_envs, seed=0, env_kwargs={"task": "cartpole-balance"}, vec_env_cls=SubprocVecEnv)
     # One update per 5 agent steps as in the reference: train_freq counts vector steps, so n_envs updates each time.
     settings = dict(train_freq=5, gradient_steps=n_envs, learning_starts=1000, stats_window_size=10_000)
+    if quick:
+        settings["pretrain_steps"] = 1
     model = DreamerV2.from_preset("dmc_vision", "CnnPolicy", env, device=device, seed=0, mixed_precision=precision, **settings)
     clock = Clock(1000, time.perf_counter() + budget)
     learn_until(model, 45_000, clock)  # 90k frames at action repeat 2
