@@ -1,5 +1,6 @@
 """rl-zoo3 integration: the plain commands after install, the explicit entry point, the hyperparameter file."""
 
+import filecmp
 import os
 import shutil
 import subprocess
@@ -68,11 +69,30 @@ def test_enjoy_and_record_video(pong_run: Path):
     assert list((pong_run / "videos").glob("*.mp4"))
 
 
-def test_default_config_plot_train_and_the_explicit_entry_point(tmp_path: Path):
+def test_default_config_plot_train_entry_point_and_hub_round_trip(tmp_path: Path):
     command = ["train", "--algo", "dreamerv2", "--env", "CartPole-v1", "-n", "120", "--eval-freq", "-1", "-f", "logs"]
     out = _ok(_run([sys.executable, "-m", "sb3_dreamer.zoo", *command], tmp_path, hook=False))
     assert f"Loading hyperparameters from: {DEFAULT_CONFIG}" in out
     _ok(_run(["rl_zoo3", "plot_train", "--algo", "dreamerv2", "--env", "CartPole-v1", "-f", "logs"], tmp_path))
+
+    # Round trip through the Hugging Face SB3 layout in a local folder, and back into rl-zoo3's layout.
+    hub = [sys.executable, "-m", "sb3_dreamer.hub"]
+    _ok(
+        _run([*hub, "package", "--env", "CartPole-v1", "-f", "logs", "--repo-dir", "repo", "--n-eval-episodes", "1"], tmp_path)
+    )
+    names = {p.name for p in (tmp_path / "repo").iterdir()}
+    assert {"dreamerv2-CartPole-v1.zip", "config.yml", "args.yml", "env_kwargs.yml", "train_eval_metrics.zip"} <= names
+    assert "library_name: stable-baselines3" in (tmp_path / "repo" / "README.md").read_text()
+    _ok(_run([*hub, "install", "--env", "CartPole-v1", "--repo-dir", "repo", "-f", "downloaded"], tmp_path))
+    original, restored = tmp_path / "logs/dreamerv2/CartPole-v1_1", tmp_path / "downloaded/dreamerv2/CartPole-v1_1"
+    assert filecmp.cmp(original / "CartPole-v1.zip", restored / "CartPole-v1.zip", shallow=False)
+    assert (restored / "0.monitor.csv").exists()
+    _ok(
+        _run(
+            ["rl_zoo3", "enjoy", "--algo", "dreamerv2", "--env", "CartPole-v1", "-f", "downloaded", "-n", "50", "--no-render"],
+            tmp_path,
+        )
+    )
 
 
 def test_the_hook_can_be_turned_off(tmp_path: Path):
