@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from sb3_dreamer.zoo import ALGO_NAME
@@ -80,8 +81,9 @@ def package_run(
 
     model = DreamerV2.load(repo / model_name.filename)
     env = make_vec_env(env_id, n_envs=1, seed=0, env_kwargs=env_kwargs)
-    mean, std = evaluate_policy(model, env, n_eval_episodes=n_eval_episodes, deterministic=deterministic)
-    results = {"env_id": env_id, "mean_reward": float(mean), "std_reward": float(std),
+    returns, _ = evaluate_policy(model, env, n_eval_episodes, deterministic=deterministic, return_episode_rewards=True)
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    results = {"env_id": env_id, "mean_reward": mean, "std_reward": std,
                "n_eval_episodes": n_eval_episodes, "is_deterministic": deterministic}  # fmt: skip
     (repo / "results.json").write_text(json.dumps(results, indent=2))
     hyperparams = dict(yaml.unsafe_load((run / env_name / "config.yml").read_text()))
