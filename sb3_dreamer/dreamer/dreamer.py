@@ -84,6 +84,8 @@ class DreamerV2(OffPolicyAlgorithm):
     :param slow_target_fraction: interpolation of those copies (1 = hard copy).
     :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
     :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` only on CUDA).
+    :param max_nonfinite_updates: stop (with a checkpoint and a message) after this many updates in a row
+        whose loss or gradients were not finite; such optimiser steps are always skipped.
     :param compile_model: ``torch.compile`` the networks in place (GRU cell, encoder, decoder, heads, actor
         and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
     """
@@ -142,6 +144,7 @@ class DreamerV2(OffPolicyAlgorithm):
         expl_noise: float = 0.0,
         mixed_precision: MixedPrecision = "no",
         compile_model: bool = False,
+        max_nonfinite_updates: int = 100,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -196,6 +199,9 @@ class DreamerV2(OffPolicyAlgorithm):
         self.expl_noise = expl_noise
         self.mixed_precision = mixed_precision
         self.compile_model = compile_model
+        self.max_nonfinite_updates = max_nonfinite_updates
+        self._skipped_steps = 0
+        self._nonfinite_streak = 0
         self._pretrained = False
         self._policy_state: PolicyState | None = None
         self._episode_starts: np.ndarray | None = None
@@ -333,12 +339,22 @@ class DreamerV2(OffPolicyAlgorithm):
         return th.autocast(self.device.type, dtype=dtype)
 
     def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, module: nn.Module) -> th.Tensor:
-        """Backward, clip the global gradient norm, step. :return: the norm before clipping."""
+        """Backward, clip the global gradient norm, step, unless the loss or a gradient is not finite: then
+        the step is skipped and counted (``train/skipped_steps``). One host sync per call (fp16's scaler makes
+        the same check itself, and lowers its scale instead of counting).
+
+        :return: the norm before clipping.
+        """
         optimizer.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         self._scaler.unscale_(optimizer)
         norm = th.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
-        self._scaler.step(optimizer)
+        if self._scaler.is_enabled():
+            self._scaler.step(optimizer)
+        elif bool(th.isfinite(norm)):
+            optimizer.step()
+        else:
+            self._skipped_steps += 1
         return norm
 
     def _resolved_actor_grad(self) -> ActorGrad:
@@ -410,6 +426,20 @@ class DreamerV2(OffPolicyAlgorithm):
                     slow.lerp_(fast, mix)
         self._n_updates += 1
 
+    def _check_finite(self, skipped_before: int) -> None:
+        """Stop, with a checkpoint, after ``max_nonfinite_updates`` updates in a row that skipped a step."""
+        self._nonfinite_streak = self._nonfinite_streak + 1 if self._skipped_steps > skipped_before else 0
+        if self._nonfinite_streak < self.max_nonfinite_updates:
+            return
+        path = f"{self.logger.get_dir() or '.'}/dreamerv2_nonfinite_stop.zip"
+        self.save(path)
+        raise RuntimeError(
+            f"DreamerV2 stopped: {self._nonfinite_streak} updates in a row had a non-finite loss or gradient "
+            f"(their steps were skipped, the weights are the last finite ones, saved to {path}). Check the "
+            "observations and rewards for NaN/inf, or lower the learning rates; with mixed_precision='fp16' "
+            "try 'bf16' or 'no'. max_nonfinite_updates sets the patience."
+        )
+
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """``gradient_steps`` updates (plus ``pretrain_steps`` the first time), metrics averaged into ``train/``."""
         if not self.replay_buffer.can_sample(self.sequence_length):
@@ -420,14 +450,18 @@ class DreamerV2(OffPolicyAlgorithm):
             gradient_steps += self.pretrain_steps
             self._pretrained = True
         totals: dict[str, th.Tensor] = {}
+        skipped_at_start = self._skipped_steps
         for _ in range(gradient_steps):
             batch = self.replay_buffer.sample(batch_size, self.sequence_length)
+            skipped_before = self._skipped_steps
             for key, value in self.train_step(batch).items():
                 totals[key] = totals.get(key, 0.0) + value.float()
+            self._check_finite(skipped_before)
         values = th.stack(list(totals.values())).cpu().numpy() / gradient_steps  # one device sync per call
         for key, value in zip(totals, values):
             self.logger.record(f"train/{key}", float(value))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/skipped_steps", self._skipped_steps - skipped_at_start)
 
     def learn(
         self: SelfDreamerV2,
