@@ -3,6 +3,11 @@ FLOPs of one update and the fraction of this machine's measured fp32 matmul rate
 
     python benchmarks/update_speed.py                        # atari, dmc_vision, classic; 2 threads
     python benchmarks/update_speed.py --presets classic --threads 1
+    python benchmarks/update_speed.py --presets atari classic --peer-python /work/sheeprl_venv/bin/python
+
+With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
+same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the
+same number of threads, and reports our time as a fraction of theirs (the issue's target: at most 0.5).
 
 Writes ``benchmarks/results/update_speed.json``. Data are random (the cost of an update does not depend on
 them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; DMC: 64x64x3, 1-D Box).
@@ -11,6 +16,7 @@ them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; 
 import argparse
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -93,6 +99,23 @@ def measure(preset: str, updates: int, device: str) -> dict:
     }
 
 
+# sheeprl overrides that give the shape of our presets (``peers/sheeprl_dreamer_v2.py`` sets the rest).
+PEER_SIZES = {
+    "atari": ["--size", "atari"],
+    "classic": ["--size", "classic", "algo.world_model.recurrent_model.recurrent_state_size=128",
+                "algo.world_model.transition_model.hidden_size=128", "algo.world_model.representation_model.hidden_size=128",
+                "algo.dense_units=128", "algo.per_rank_sequence_length=32"],
+}  # fmt: skip
+
+
+def measure_peer(python: str, preset: str, threads: int, updates: int) -> dict:
+    """sheeprl 0.8.4's DreamerV2 at the preset's architecture, in its own virtual environment."""
+    script = Path(__file__).parent / "peers" / "sheeprl_dreamer_v2.py"
+    command = [python, str(script), "--threads", str(threads), "--warmup", "1", "--updates", str(updates), *PEER_SIZES[preset]]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["atari", "dmc_vision", "classic"], choices=sorted(DOMAINS))
@@ -100,6 +123,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=3, help="timed updates per preset (more for small presets)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
+    parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     peak = matmul_gflops()
@@ -108,6 +132,11 @@ def main() -> None:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
         row = measure(preset, updates, args.device)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
+        if args.peer_python and preset in PEER_SIZES:
+            peer = measure_peer(args.peer_python, preset, args.threads, max(3, updates // 3))
+            row["sheeprl_0.8.4_seconds_per_update"] = round(peer["seconds_per_update"], 4)
+            row["sheeprl_world_model_params"] = peer["world_model_params"]
+            row["ours_over_sheeprl"] = round(row["seconds_per_update"] / peer["seconds_per_update"], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {

@@ -109,12 +109,10 @@ def main() -> None:
     import gymnasium as gym
     import hydra
     import numpy as np
+    import sheeprl
     import torch
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
-    from torch.distributions import Distribution
-
-    import sheeprl
     from sheeprl.algos.dreamer_v2 import utils as dv2_utils
     from sheeprl.algos.dreamer_v2.agent import build_agent
     from sheeprl.algos.dreamer_v2.dreamer_v2 import train
@@ -123,6 +121,7 @@ def main() -> None:
     from sheeprl.utils.metric import MetricAggregator
     from sheeprl.utils.timer import timer
     from sheeprl.utils.utils import dotdict
+    from torch.distributions import Distribution
 
     torch.set_num_threads(args.threads)
 
@@ -154,9 +153,7 @@ def main() -> None:
 
     def run(fabric, cfg):
         fabric.seed_everything(cfg.seed)
-        world_model, actor, critic, target_critic, _player = build_agent(
-            fabric, actions_dim, False, cfg, observation_space
-        )
+        world_model, actor, critic, target_critic, _player = build_agent(fabric, actions_dim, False, cfg, observation_space)
         world_optimizer = build_optimizer(cfg.algo.world_model.optimizer, world_model.parameters())
         actor_optimizer = build_optimizer(cfg.algo.actor.optimizer, actor.parameters())
         critic_optimizer = build_optimizer(cfg.algo.critic.optimizer, critic.parameters())
