@@ -63,18 +63,24 @@ def fill(model: DreamerV2, steps: int) -> None:
         model.replay_buffer.add(obs, obs, buffer_action, rng.normal(size=1).astype(np.float32), done, infos)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
+    """fp32 matmul rate, the best of 1 s-long rounds over ``seconds`` (short bursts overstate it)."""
     a, b = th.randn(n, n), th.randn(n, n)
     a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 1.0:
+            a @ b
+            count += 1
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start) / 1e9)
+    return best
 
 
-def measure(preset: str, updates: int, device: str) -> dict:
+def measure(preset: str, updates: int, device: str, mixed_precision: str = "no") -> dict:
     policy, obs_space, act_space = DOMAINS[preset]
-    model = DreamerV2.from_preset(preset, policy, SpacesEnv(obs_space, act_space), seed=0, device=device)
+    env = SpacesEnv(obs_space, act_space)
+    model = DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision)
     fill(model, model.sequence_length * 4)
     batches = [model.replay_buffer.sample(model.batch_size, model.sequence_length) for _ in range(updates + 2)]
     for batch in batches[:2]:
@@ -91,6 +97,7 @@ def measure(preset: str, updates: int, device: str) -> dict:
     params = sum(p.numel() for p in model.policy.world_model.parameters())
     return {
         "preset": preset,
+        "mixed_precision": mixed_precision,
         "batch": f"{model.batch_size}x{model.sequence_length}",
         "world_model_params": params,
         "seconds_per_update": round(seconds, 4),
@@ -123,6 +130,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=3, help="timed updates per preset (more for small presets)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast of our update")
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
@@ -130,7 +138,7 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
-        row = measure(preset, updates, args.device)
+        row = measure(preset, updates, args.device, args.mixed_precision)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
         if args.peer_python and preset in PEER_SIZES:
             peer = measure_peer(args.peer_python, preset, args.threads, max(3, updates // 3))
