@@ -77,6 +77,18 @@ def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
     return best
 
 
+def predict_latency_ms(model: DreamerV2, n_envs: int, calls: int = 50) -> float:
+    """Mean wall time of ``predict`` (latent carried, deterministic) for ``n_envs`` observations at once."""
+    obs = np.stack([model.observation_space.sample() for _ in range(n_envs)])
+    state, starts = None, np.ones(n_envs, dtype=bool)
+    _, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
+    starts[:] = False
+    start = time.perf_counter()
+    for _ in range(calls):
+        _, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
+    return (time.perf_counter() - start) / calls * 1e3
+
+
 def measure(preset: str, updates: int, device: str, mixed_precision: str = "no") -> dict:
     policy, obs_space, act_space = DOMAINS[preset]
     env = SpacesEnv(obs_space, act_space)
@@ -98,6 +110,8 @@ def measure(preset: str, updates: int, device: str, mixed_precision: str = "no")
     return {
         "preset": preset,
         "mixed_precision": mixed_precision,
+        "predict_ms_1_env": round(predict_latency_ms(model, 1), 2),
+        "predict_ms_16_envs": round(predict_latency_ms(model, 16), 2),
         "batch": f"{model.batch_size}x{model.sequence_length}",
         "world_model_params": params,
         "seconds_per_update": round(seconds, 4),
