@@ -168,10 +168,10 @@ def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, out_
     model = DreamerV2.from_preset("dmc_vision", "CnnPolicy", env, device=device, seed=0, mixed_precision=precision, **settings)
     clock = Clock(1000, time.perf_counter() + budget)
     learn_until(model, 45_000, clock)  # 90k frames at action repeat 2
-    # The envs run in lockstep with fixed 500-step episodes, so the steps done when an episode ends are the
-    # summed lengths of the episodes that ended before it (Monitor's order).
-    lengths = np.cumsum([info["l"] for info in model.ep_info_buffer])
-    episodes = [{"frames": 2 * int(n), "return": float(info["r"])} for n, info in zip(lengths, model.ep_info_buffer)]
+    # The envs run in lockstep with fixed 500-step episodes: the i-th episode to end (Monitor's order) ended
+    # after 500 * (i // n_envs + 1) steps of every env, i.e. n_envs times that many agent steps.
+    ends = [n_envs * 500 * (i // n_envs + 1) for i in range(len(model.ep_info_buffer))]
+    episodes = [{"frames": 2 * n, "return": float(info["r"])} for n, info in zip(ends, model.ep_info_buffer)]
     out = {"n_envs": n_envs, "agent_steps": clock.steps_at_end, "frames": 2 * clock.steps_at_end,
            "updates": model._n_updates, "wall_s": clock.t_end - clock.t_start, "episodes": episodes}  # fmt: skip
     _plot_dmc(episodes, out_dir / "dmc_cartpole_balance.png")
