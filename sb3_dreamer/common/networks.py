@@ -72,6 +72,15 @@ def preprocess_obs(obs: ObsDict, image_keys: list[str]) -> ObsDict:
     return {k: (v.float() / 255.0 - 0.5) if k in image_keys else v.float() for k, v in obs.items()}
 
 
+class ChannelsLast(nn.Module):
+    """Lay a (N, C, H, W) batch out channels-last (NHWC in memory, same shape and values): oneDNN's and
+    cuDNN's fast convolution kernels want it (the Atari update's convolutions ran ~1.3-1.6x faster on CPU).
+    """
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return x.contiguous(memory_format=th.channels_last)
+
+
 class Encoder(nn.Module):
     """CNN (4 convs, depth ``cnn_depth * 2**i``, kernel 4, stride 2, ELU) for the image keys and an
     MLP for the vector keys; the embeddings are concatenated.
@@ -104,7 +113,7 @@ class Encoder(nn.Module):
                     layers.append(nn.GroupNorm(1, depth))
                 layers.append(nn.ELU())
                 channels, size = depth, (size - kernel) // 2 + 1
-            self.cnn = nn.Sequential(*layers, nn.Flatten())
+            self.cnn = nn.Sequential(ChannelsLast(), *layers, nn.Flatten()).to(memory_format=th.channels_last)  # type: ignore[call-overload]
             self.embed_size += channels * size * size
         if self.vector_keys:
             in_dim = sum(shapes[k][0] for k in self.vector_keys)
@@ -121,6 +130,19 @@ class Encoder(nn.Module):
         if self.mlp is not None:
             outputs.append(self.mlp(th.cat([obs[k] for k in self.vector_keys], -1)))
         return th.cat(outputs, -1)
+
+
+class ConvTranspose1x1In(nn.ConvTranspose2d):
+    """A transposed convolution whose input is 1x1, computed as the matmul it is: the output is
+    ``x @ W.view(C_in, C_out * k * k)`` plus the bias (same parameters, same values as ``nn.ConvTranspose2d``;
+    on CPU the convolution kernels ran this layer ~10x slower than the matmul).
+    """
+
+    def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
+        """:param x: (N, C_in, 1, 1). :param output_size: unused (always k x k). :return: (N, C_out, k, k)."""
+        assert x.shape[-2:] == (1, 1), f"ConvTranspose1x1In needs a 1x1 input, got {tuple(x.shape)}"
+        y = (x.flatten(1) @ self.weight.flatten(1)).unflatten(1, (self.out_channels, *self.kernel_size))
+        return y if self.bias is None else y + self.bias[:, None, None]
 
 
 class Decoder(nn.Module):
@@ -147,18 +169,20 @@ class Decoder(nn.Module):
         if self.image_keys:
             out_channels = sum(shapes[k][0] for k in self.image_keys)
             n = len(cnn_kernels)
-            layers: list[nn.Module] = [nn.Linear(feat_size, 32 * cnn_depth), nn.Unflatten(-1, (32 * cnn_depth, 1, 1))]
+            layers: list[nn.Module] = [
+                nn.Linear(feat_size, 32 * cnn_depth), nn.Unflatten(-1, (32 * cnn_depth, 1, 1)), ChannelsLast(),
+            ]  # fmt: skip
             channels = 32 * cnn_depth
             for i, kernel in enumerate(cnn_kernels):
                 last = i == n - 1
                 depth = out_channels if last else cnn_depth * 2 ** (n - i - 2)
-                layers.append(nn.ConvTranspose2d(channels, depth, kernel, 2))
+                layers.append((ConvTranspose1x1In if i == 0 else nn.ConvTranspose2d)(channels, depth, kernel, 2))
                 if not last:
                     if norm == "layer":
                         layers.append(nn.GroupNorm(1, depth))
                     layers.append(nn.ELU())
                 channels = depth
-            self.cnn = nn.Sequential(*layers)
+            self.cnn = nn.Sequential(*layers).to(memory_format=th.channels_last)  # type: ignore[call-overload]
         if self.vector_keys:
             out_dim = sum(shapes[k][0] for k in self.vector_keys)
             self.mlp = mlp(feat_size, out_dim, mlp_layers, mlp_units, norm)

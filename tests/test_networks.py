@@ -1,0 +1,37 @@
+"""The fast forms of the conv stacks compute what the plain layers compute."""
+
+import torch as th
+from torch import nn
+
+from sb3_dreamer.common.networks import ConvTranspose1x1In, Decoder, Encoder
+
+
+def test_conv_transpose_on_a_1x1_input_is_the_matmul():
+    th.manual_seed(0)
+    fast = ConvTranspose1x1In(64, 8, 5, 2)
+    plain = nn.ConvTranspose2d(64, 8, 5, 2)
+    plain.load_state_dict(fast.state_dict())
+    x = th.randn(3, 64, 1, 1, requires_grad=True)
+    th.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+    (grad_fast,) = th.autograd.grad(fast(x).square().sum(), x)
+    (grad_plain,) = th.autograd.grad(plain(x).square().sum(), x)
+    th.testing.assert_close(grad_fast, grad_plain, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_stacks_match_plain_convolutions():
+    th.manual_seed(0)
+    shapes = {"image": (3, 64, 64)}
+    encoder, decoder = Encoder(shapes, cnn_depth=4, mlp_layers=1, mlp_units=8), Decoder(shapes, 20, cnn_depth=4)
+    image, feat = th.rand(2, 5, 3, 64, 64) - 0.5, th.randn(2, 5, 20)
+    x = image.flatten(0, 1)
+    for layer in encoder.cnn:  # the same layers applied one by one on plain NCHW tensors
+        x = layer(x.contiguous()) if isinstance(layer, nn.Conv2d) else layer(x)
+    th.testing.assert_close(encoder({"image": image}), x.reshape(2, 5, -1).contiguous(), rtol=1e-5, atol=1e-5)
+    y = feat.flatten(0, 1)
+    for layer in decoder.cnn:
+        if isinstance(layer, ConvTranspose1x1In):
+            y = nn.functional.conv_transpose2d(y.contiguous(), layer.weight, layer.bias, stride=2)
+        else:
+            y = layer(y.contiguous()) if isinstance(layer, nn.ConvTranspose2d) else layer(y)
+    th.testing.assert_close(decoder(feat)["image"], y.reshape(2, 5, 3, 64, 64), rtol=1e-5, atol=1e-5)
+    assert decoder(feat)["image"].shape == (2, 5, 3, 64, 64)
