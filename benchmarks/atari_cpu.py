@@ -34,7 +34,7 @@ def run(game: str, minutes: float, folder: Path) -> None:
     command = [
         sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", "dreamerv2", "--env", f"sb3_dreamer/{game}-v0",
         "--seed", "0", "--eval-freq", "-1", "-f", str(folder / "logs"), "-tb", str(folder / "tb"),
-        "--num-threads", "1", "--log-interval", "1", "--save-freq", "2000",
+        "--num-threads", "1", "--log-interval", "1", "--save-freq", "20000",
     ]  # fmt: skip
     with open(folder / "train.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
