@@ -129,10 +129,12 @@ PEER_SIZES = {
 }  # fmt: skip
 
 
-def measure_peer(python: str, preset: str, threads: int, updates: int) -> dict:
-    """sheeprl 0.8.4's DreamerV2 at the preset's architecture, in its own virtual environment."""
+def measure_peer(python: str, preset: str, threads: int, updates: int, mixed_precision: str) -> dict:
+    """sheeprl 0.8.4's DreamerV2 at the preset's architecture and our precision, in its own virtual environment."""
     script = Path(__file__).parent / "peers" / "sheeprl_dreamer_v2.py"
-    command = [python, str(script), "--threads", str(threads), "--warmup", "1", "--updates", str(updates), *PEER_SIZES[preset]]
+    precision = ["fabric.precision=bf16-mixed"] if mixed_precision == "bf16" else []
+    command = [python, str(script), "--threads", str(threads), "--warmup", "1", "--updates", str(updates),
+               *PEER_SIZES[preset], *precision]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -155,7 +157,7 @@ def main() -> None:
         row = measure(preset, updates, args.device, args.mixed_precision)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
         if args.peer_python and preset in PEER_SIZES:
-            peer = measure_peer(args.peer_python, preset, args.threads, max(3, updates // 3))
+            peer = measure_peer(args.peer_python, preset, args.threads, max(3, updates // 3), args.mixed_precision)
             row["sheeprl_0.8.4_seconds_per_update"] = round(peer["seconds_per_update"], 4)
             row["sheeprl_world_model_params"] = peer["world_model_params"]
             row["ours_over_sheeprl"] = round(row["seconds_per_update"] / peer["seconds_per_update"], 3)
