@@ -17,6 +17,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -139,6 +140,19 @@ def measure_peer(python: str, preset: str, threads: int, updates: int, mixed_pre
     return json.loads(out.strip().splitlines()[-1])
 
 
+def learn_speed(steps: int) -> dict:
+    """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings (train_freq 10)."""
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
+    from benchmarks.classic_control import DREAMER
+
+    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=0, **DREAMER["CartPole-v1"])
+    start = time.perf_counter()
+    model.learn(steps)
+    seconds = time.perf_counter() - start
+    return {"task": "CartPole-v1", "steps": steps, "updates": model._n_updates, "seconds": round(seconds, 1),
+            "env_steps_per_s": round(steps / seconds, 1)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["atari", "dmc_vision", "classic"], choices=sorted(DOMAINS))
@@ -147,6 +161,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast of our update")
+    parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
@@ -169,6 +184,9 @@ def main() -> None:
         "matmul_gflops_fp32": round(peak, 1),
         "results": rows,
     }
+    if args.learn_steps:
+        report["learn"] = learn_speed(args.learn_steps)
+        print(json.dumps(report["learn"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 
