@@ -17,6 +17,7 @@ The default hyperparameter file is :data:`DEFAULT_CONFIG` (``atari`` for every `
 the classic-control tasks, the DMC presets); ``-conf`` overrides it.
 """
 
+import functools
 import runpy
 import sys
 from pathlib import Path
@@ -51,8 +52,9 @@ def use_default_config() -> None:
     """Make :data:`DEFAULT_CONFIG` rl-zoo3's default ``-conf`` for ``dreamerv2`` (idempotent).
 
     rl-zoo3 looks for ``hyperparams/<algo>.yml`` inside its own package; this swaps
-    ``rl_zoo3.exp_manager.ExperimentManager`` for a subclass that only changes that default, before the
-    scripts import the name.
+    ``rl_zoo3.exp_manager.ExperimentManager`` for a subclass that changes that default, and makes ``-i`` (a
+    trained agent) continue the counters of a ``dreamerv2`` run instead of restarting them, before the scripts
+    import the name.
     """
     from rl_zoo3 import exp_manager
 
@@ -66,6 +68,17 @@ def use_default_config() -> None:
             if algo == ALGO_NAME and config is None:
                 config = str(DEFAULT_CONFIG)
             super().__init__(args, algo, *rest, config=config, **kwargs)  # type: ignore[misc]
+
+        def learn(self, model: Any) -> None:
+            # `-i <model.zip>` (with its replay_buffer.pkl, see --save-replay-buffer) resumes a dreamerv2 run:
+            # step and update counters, the frame count and the TensorBoard run continue; -n counts new steps.
+            if not (self.algo == ALGO_NAME and self.trained_agent):
+                return super().learn(model)
+            model.learn = functools.partial(model.learn, reset_num_timesteps=False)
+            try:
+                super().learn(model)
+            finally:
+                del model.learn  # the instance attribute only; the model is saved after this
 
     ExperimentManager.__qualname__ = exp_manager.ExperimentManager.__qualname__
     ExperimentManager.__module__ = exp_manager.__name__

@@ -132,3 +132,16 @@ def test_every_yml_entry_builds_a_model(key: str):
         env = gym.make(key)
     model = DreamerV2(policy, env, **params)
     assert model.replay_buffer is not None and model.policy is not None
+
+
+def test_rl_zoo3_trained_agent_resumes_counters_and_replay(tmp_path: Path, debug_config: Path):
+    common = ["rl_zoo3", "train", "--algo", "dreamerv2", "--env", "CartPole-v1", "-conf", str(debug_config)]
+    common += ["--eval-freq", "-1", "-f", "logs", "--seed", "0"]
+    _ok(_run([*common, "--save-replay-buffer"], tmp_path))
+    first = tmp_path / "logs/dreamerv2/CartPole-v1_1"
+    out = _ok(_run([*common, "-i", str(first / "CartPole-v1.zip"), "-n", "150"], tmp_path))
+    assert "Loading replay buffer" in out
+    before = DreamerV2.load(first / "CartPole-v1.zip")
+    after = DreamerV2.load(tmp_path / "logs/dreamerv2/CartPole-v1_2/CartPole-v1.zip")
+    assert after.num_timesteps >= before.num_timesteps + 150  # counted on, not restarted
+    assert after._n_updates > before._n_updates

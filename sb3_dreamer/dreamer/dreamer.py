@@ -1,6 +1,8 @@
 """DreamerV2 as a Stable-Baselines3 off-policy algorithm."""
 
 import contextlib
+import io
+import pathlib
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -11,6 +13,7 @@ from stable_baselines3.common.logger import make_output_format
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -284,6 +287,28 @@ class DreamerV2(OffPolicyAlgorithm):
         """SB3's ``time/...`` keys plus ``time/frames`` (agent steps x action repeat), the paper's x-axis."""
         self.logger.record("time/frames", self.num_timesteps * self._frames_per_step)
         super().dump_logs()
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Load a replay buffer written by ``save_replay_buffer`` (replacing the current one, never appending).
+
+        To resume a run: ``model = DreamerV2.load(path, env=env)``, ``model.load_replay_buffer(buffer_path)``,
+        then ``model.learn(steps, reset_num_timesteps=False)``; each stream continues with a new episode.
+
+        :param truncate_last_traj: unused (kept for SB3's signature): episodes cut by the save are not joined.
+        """
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, SequenceReplayBuffer):
+            raise TypeError(
+                f"Expected a SequenceReplayBuffer saved by DreamerV2.save_replay_buffer, got {type(buffer).__name__}"
+            )
+        if buffer.n_envs != self.n_envs:
+            raise ValueError(
+                f"The replay buffer has {buffer.n_envs} env streams but the model has {self.n_envs} envs; "
+                "resume with the same number of envs (make_vec_env(..., n_envs=buffer.n_envs))."
+            )
+        buffer.device = self.device
+        buffer.start_episodes()
+        self.replay_buffer = buffer  # type: ignore[assignment]
 
     # -------------------------------------------------------------- collecting
 
