@@ -24,6 +24,9 @@ ROOT = Path(__file__).parents[1]
 
 
 def _run(args: list[str], cwd: Path, hook: bool = True) -> subprocess.CompletedProcess:
+    if args[0] == "rl_zoo3":  # the console script of this interpreter's environment, activated or not
+        script = Path(sys.executable).parent / "rl_zoo3"
+        args = [str(script) if script.exists() else "rl_zoo3", *args[1:]]
     env = {**os.environ, "SB3_DREAMER_ZOO_HOOK": "1" if hook else "0", "OMP_NUM_THREADS": "1"}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
