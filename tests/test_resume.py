@@ -39,3 +39,19 @@ def test_loading_a_foreign_or_mismatched_buffer_says_what_is_wrong(tmp_path):
     two.save_replay_buffer(tmp_path / "two")
     with pytest.raises(ValueError, match="same number of envs"):
         model.load_replay_buffer(tmp_path / "two")
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path):
+    model = DreamerV2.from_preset("debug", "MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=0), seed=0)
+    model.save(tmp_path / "ckpt")
+    before = (tmp_path / "ckpt.zip").read_bytes()
+    broken = open(tmp_path / "handle", "w")  # noqa: SIM115
+    broken.close()
+    model.unpicklable = broken  # a closed file cannot be pickled: the write fails halfway through the zip
+    with pytest.raises(Exception, match="closed file"):
+        model.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt.zip").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.zip", "handle"]  # no partial file left
+    del model.unpicklable
+    model.save_replay_buffer(tmp_path / "replay")
+    assert (tmp_path / "replay.pkl").exists()

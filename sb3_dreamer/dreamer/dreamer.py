@@ -2,7 +2,9 @@
 
 import contextlib
 import io
+import os
 import pathlib
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -43,6 +45,24 @@ def frames_per_step(env: VecEnv | None) -> int:
         return int(env.get_attr("action_repeat", indices=[0])[0])
     except AttributeError:
         return 1
+
+
+def _atomic_write(path: str | pathlib.Path | io.BufferedIOBase, suffix: str, write: Callable[[Any], None]) -> None:
+    """``write`` to a temporary file in the target's folder, then rename it over the target (atomic on POSIX).
+    The target gets ``.suffix`` when it has none, as SB3 does; file objects are written directly.
+    """
+    if isinstance(path, io.BufferedIOBase):
+        write(path)
+        return
+    final = pathlib.Path(path)
+    if final.suffix == "":
+        final = final.with_suffix(f".{suffix}")
+    temporary = final.with_name(f".{final.name}.partial")
+    try:
+        write(temporary)
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class DreamerV2(OffPolicyAlgorithm):
@@ -287,6 +307,16 @@ class DreamerV2(OffPolicyAlgorithm):
         """SB3's ``time/...`` keys plus ``time/frames`` (agent steps x action repeat), the paper's x-axis."""
         self.logger.record("time/frames", self.num_timesteps * self._frames_per_step)
         super().dump_logs()
+
+    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
+        """SB3's ``save``, written beside the target and renamed into place: a crash mid-write leaves the
+        previous file intact (``CheckpointCallback`` and rl-zoo3 save through this).
+        """
+        _atomic_write(path, "zip", lambda target: super(DreamerV2, self).save(target, exclude, include))
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer`` (a pickle), written atomically like :meth:`save`."""
+        _atomic_write(path, "pkl", lambda target: super(DreamerV2, self).save_replay_buffer(target))
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """Load a replay buffer written by ``save_replay_buffer`` (replacing the current one, never appending).
