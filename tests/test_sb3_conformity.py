@@ -14,6 +14,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from benchmarks.update_speed import SpacesEnv
 from sb3_dreamer import PRESETS, DreamerV2
 from tests.conftest import ImageEnv
 
@@ -215,6 +216,9 @@ def test_bad_inputs_have_clear_errors():
         _model("MlpPolicy", "CartPole-v1", actor_grad="bogus")
     with pytest.raises(ValueError, match="Unknown preset"):
         DreamerV2.from_preset("nope", "MlpPolicy", "CartPole-v1")
+    float_images = spaces.Box(0.0, 1.0, (64, 64, 3), np.float32)
+    with pytest.raises(ValueError, match="takes uint8 images"):
+        DreamerV2("CnnPolicy", SpacesEnv(float_images, spaces.Discrete(2)))
 
 
 class _WrongSize(ImageEnv):

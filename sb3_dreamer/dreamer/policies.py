@@ -175,6 +175,18 @@ class WorldModel(nn.Module):
         return Imagination(feat, th.stack(actions), reward, discount, weight)
 
 
+def _check_image_dtypes(observation_space: spaces.Space) -> None:
+    """3-D observations are images for the CNN: they must be uint8 (0-255), as SB3's channel handling needs."""
+    subspaces = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {"obs": observation_space}
+    for key, space in subspaces.items():
+        if isinstance(space, spaces.Box) and len(space.shape) == 3 and space.dtype != np.uint8:
+            raise ValueError(
+                f"Image observation {key!r} is {space.dtype} with shape {space.shape}; DreamerV2's CNN takes uint8 "
+                "images (0-255), which SB3 also needs to put channels first. Convert it, e.g. gymnasium.wrappers."
+                "TransformObservation(env, lambda o: (o * 255).astype(np.uint8), Box(0, 255, shape, np.uint8))."
+            )
+
+
 class DreamerPolicy(BasePolicy):
     """World model and actor-critic of DreamerV2 (``MlpPolicy``: vector observations).
 
@@ -216,6 +228,7 @@ class DreamerPolicy(BasePolicy):
         if norm not in ("none", "layer"):
             raise ValueError(f"norm must be 'none' or 'layer', got {norm!r}.")
         self._check_spaces(observation_space)
+        _check_image_dtypes(observation_space)
         self.shapes = obs_shapes(observation_space)
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.action_dim = action_dim(action_space)
