@@ -111,3 +111,18 @@ def test_prioritize_ends_moves_crossing_windows_to_the_episode_end():
     uniform.storage, uniform.count, uniform.pos = buffer.storage, buffer.count, buffer.pos
     uniform_ends = sum(int(uniform.sample(32, 8).is_terminal[-1].sum()) for _ in range(20))
     assert ends > 3 * uniform_ends  # episode ends are oversampled
+
+
+def test_buffer_reports_its_memory():
+    from gymnasium import spaces as gym_spaces
+
+    from sb3_dreamer.common.buffers import SequenceReplayBuffer
+
+    image = gym_spaces.Box(0, 255, (1, 64, 64), np.uint8)
+    buffer = SequenceReplayBuffer(1000, image, gym_spaces.Discrete(18))
+    assert buffer.bytes_per_step() == 64 * 64 + 8 + 4 + 2  # one uint8 frame, action index, reward, two flags
+    assert buffer.nbytes() == 0
+    frame = np.zeros((1, 1, 64, 64), np.uint8)
+    for _ in range(10):
+        buffer.add(frame, frame, np.array([0]), np.array([0.0], np.float32), np.array([False]), [{}])
+    assert buffer.nbytes() == buffer.size() * buffer.bytes_per_step()

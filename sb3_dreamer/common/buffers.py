@@ -75,6 +75,17 @@ class SequenceReplayBuffer:
         storage["is_terminal"] = np.zeros(shape, bool)
         return storage
 
+    def bytes_per_step(self) -> int:
+        """Bytes one stored step takes: each observation once (uint8 kept), action, reward and two flags."""
+        obs = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in self._obs_spaces().values())
+        return obs + (8 if self.discrete else 4 * self.action_dim) + 4 + 2
+
+    def nbytes(self) -> int:
+        """Bytes of the stored steps (the arrays are reserved for the whole capacity, but the OS only backs the
+        pages written so far, so this is what the buffer costs in RAM).
+        """
+        return self.size() * self.bytes_per_step()
+
     def size(self) -> int:
         """:return: number of stored entries over all streams."""
         return int(self.count.sum())

@@ -306,6 +306,8 @@ class DreamerV2(OffPolicyAlgorithm):
     def dump_logs(self) -> None:
         """SB3's ``time/...`` keys plus ``time/frames`` (agent steps x action repeat), the paper's x-axis."""
         self.logger.record("time/frames", self.num_timesteps * self._frames_per_step)
+        self.logger.record("replay/steps", self.replay_buffer.size())
+        self.logger.record("replay/mib", round(self.replay_buffer.nbytes() / 2**20, 1))
         super().dump_logs()
 
     def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
