@@ -50,3 +50,20 @@ def test_finite_steps_still_update(tmp_path):
     model.train(gradient_steps=1, batch_size=model.batch_size)
     assert model._skipped_steps == 0
     assert any(not th.equal(p, q) for p, q in zip(before, model.policy.world_model.parameters()))
+
+
+def test_nan_observations_are_refused_with_the_fix_named():
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+
+    class NanAfter(gym.Wrapper):
+        def step(self, action):  # noqa: ANN001, ANN201
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            return obs * np.nan, reward, terminated, truncated, info
+
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=0, wrapper_class=NanAfter)
+    model = DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0)
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        model.learn(10)
+    with pytest.raises(ValueError, match="nan_to_num"):
+        model.predict(np.array([0.0, np.inf, 0.0, 0.0], np.float32))

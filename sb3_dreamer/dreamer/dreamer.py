@@ -23,7 +23,15 @@ from torch import nn
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.type_aliases import BehaviorLoss, RSSMState, SequenceBatch
 from sb3_dreamer.dreamer.losses import ActorGrad, actor_loss, actor_objective, critic_loss, lambda_return
-from sb3_dreamer.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, PolicyState, frozen
+from sb3_dreamer.dreamer.policies import (
+    CnnPolicy,
+    DreamerPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+    PolicyState,
+    check_finite_observation,
+    frozen,
+)
 from sb3_dreamer.dreamer.presets import PRESETS
 
 SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
@@ -383,6 +391,7 @@ class DreamerV2(OffPolicyAlgorithm):
         infos: list[dict[str, Any]],
     ) -> None:
         """Store the step (observations once, terminal observations kept) and remember episode starts."""
+        check_finite_observation(new_obs)
         self.replay_buffer.add(self._last_obs, new_obs, buffer_action, reward, dones, infos)  # type: ignore[arg-type]
         self._last_obs = new_obs  # type: ignore[assignment]
         self._episode_starts = dones

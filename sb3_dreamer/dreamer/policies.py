@@ -175,6 +175,19 @@ class WorldModel(nn.Module):
         return Imagination(feat, th.stack(actions), reward, discount, weight)
 
 
+def check_finite_observation(observation: np.ndarray | dict[str, np.ndarray]) -> None:
+    """Refuse NaN/inf in float observations (one would poison the latent, or every replay batch holding it)."""
+    items = observation.items() if isinstance(observation, dict) else [("obs", observation)]
+    for key, value in items:
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            where = np.argwhere(~np.isfinite(value))[0].tolist()
+            raise ValueError(
+                f"Observation {key!r} holds NaN or inf (first at index {where}). Fix the environment or wrap it, "
+                "e.g. gymnasium.wrappers.TransformObservation(env, np.nan_to_num, env.observation_space)."
+            )
+
+
 def _check_image_dtypes(observation_space: spaces.Space) -> None:
     """3-D observations are images for the CNN: they must be uint8 (0-255), as SB3's channel handling needs."""
     subspaces = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {"obs": observation_space}
@@ -335,6 +348,7 @@ class DreamerPolicy(BasePolicy):
         :return: the actions and the new state.
         """
         self.set_training_mode(False)
+        check_finite_observation(observation)
         obs_tensor, vectorized = self.obs_to_tensor(observation)
         obs = self.obs_dict(obs_tensor)
         n = next(iter(obs.values())).shape[0]
