@@ -5,6 +5,7 @@
 # (82 MB unpacked; the Control Suite does not use them) to fit the 64 MiB a call may carry.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+mkdir -p .git/info && touch .git/info/exclude
 grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
 grep -qx '/.gl/' .git/info/exclude || echo '/.gl/' >> .git/info/exclude
 rm -rf .whl && mkdir -p .whl
