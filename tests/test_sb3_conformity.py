@@ -219,6 +219,10 @@ def test_bad_inputs_have_clear_errors():
     float_images = spaces.Box(0.0, 1.0, (64, 64, 3), np.float32)
     with pytest.raises(ValueError, match="takes uint8 images"):
         DreamerV2("CnnPolicy", SpacesEnv(float_images, spaces.Discrete(2)))
+    vector = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    for action_space in (spaces.MultiDiscrete([2, 3]), spaces.MultiBinary(3)):
+        with pytest.raises(ValueError, match="one Discrete over the combinations"):
+            DreamerV2("MlpPolicy", SpacesEnv(vector, action_space))
 
 
 class _WrongSize(ImageEnv):

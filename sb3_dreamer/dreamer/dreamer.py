@@ -29,6 +29,7 @@ from sb3_dreamer.dreamer.policies import (
     MlpPolicy,
     MultiInputPolicy,
     PolicyState,
+    action_dim,
     check_finite_observation,
     frozen,
 )
@@ -239,6 +240,13 @@ class DreamerV2(OffPolicyAlgorithm):
         self._frames_per_step = 1
         if _init_setup_model:
             self._setup_model()
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """SB3's wrapping, then our check of the action space (clearer than SB3's assertion: it names the fix)."""
+        vec_env = OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+        action_dim(vec_env.action_space)
+        return vec_env
 
     @classmethod
     def from_preset(

@@ -42,8 +42,9 @@ def action_dim(action_space: spaces.Space) -> int:
     if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
         return int(action_space.shape[0])
     raise ValueError(
-        f"DreamerV2 takes Discrete or 1-D Box action spaces, got {action_space}. "
-        "Flatten a multi-dimensional Box with gymnasium.wrappers.FlattenAction (or a custom ActionWrapper)."
+        f"DreamerV2 takes Discrete or 1-D Box action spaces, got {action_space}. Flatten a multi-dimensional "
+        "Box with gymnasium.wrappers.FlattenAction; turn MultiDiscrete/MultiBinary into one Discrete over the "
+        "combinations (a gymnasium.ActionWrapper), or a Box whose values you round."
     )
 
 
