@@ -36,17 +36,22 @@ import yaml
 from sb3_dreamer.zoo import ALGO_NAME
 
 
+def _run_ids(log_folder: str | Path, env_name: str) -> dict[int, Path]:
+    """rl-zoo3's runs ``<log_folder>/dreamerv2/<env>_<n>``, by ``n``."""
+    runs = (Path(log_folder) / ALGO_NAME).glob(f"{env_name}_*")
+    return {int(p.name.rsplit("_", 1)[1]): p for p in runs if p.name.rsplit("_", 1)[1].isdigit()}
+
+
 def run_folder(log_folder: str | Path, env_id: str, exp_id: int = 0) -> Path:
     """``<log_folder>/dreamerv2/<env>_<exp_id>`` (the latest run when ``exp_id`` is 0)."""
     from huggingface_sb3 import EnvironmentName
 
     env_name = EnvironmentName(env_id)
-    runs = sorted((Path(log_folder) / ALGO_NAME).glob(f"{env_name}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
-    if exp_id:
-        runs = [run for run in runs if run.name == f"{env_name}_{exp_id}"]
-    if not runs:
+    ids = _run_ids(log_folder, env_name)
+    run = ids.get(exp_id or max(ids, default=0))
+    if run is None:
         raise FileNotFoundError(f"No run of {ALGO_NAME} on {env_id} under {log_folder} (expected {env_name}_<n>)")
-    return runs[-1]
+    return run
 
 
 def package_run(
@@ -149,8 +154,7 @@ def install_repo(repo_dir: str | Path, env_id: str, log_folder: str | Path, exp_
     if not model_file.exists():
         raise FileNotFoundError(f"{repo} is not a {ALGO_NAME} repository for {env_id}: {model_file.name} is missing")
     if exp_id == 0:
-        taken = [int(p.name.rsplit("_", 1)[1]) for p in (Path(log_folder) / ALGO_NAME).glob(f"{env_name}_*")]
-        exp_id = max(taken, default=0) + 1
+        exp_id = max(_run_ids(log_folder, env_name), default=0) + 1
     run = Path(log_folder) / ALGO_NAME / f"{env_name}_{exp_id}"
     if run.exists():
         raise FileExistsError(f"{run} exists; pass another exp_id or 0 for a new one")

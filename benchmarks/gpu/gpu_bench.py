@@ -33,15 +33,10 @@ import torch as th
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
 
-from benchmarks.update_speed import DOMAINS, SpacesEnv, fill  # noqa: E402
+from benchmarks.update_speed import DOMAINS, SpacesEnv, time_updates, update_flops  # noqa: E402
 from sb3_dreamer import DreamerV2  # noqa: E402
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "dmc-vision-dreamerv2-cartpole_balance.json"
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        th.cuda.synchronize()
 
 
 def atari_model(device: str, **kwargs: Any) -> DreamerV2:
@@ -49,35 +44,15 @@ def atari_model(device: str, **kwargs: Any) -> DreamerV2:
     return DreamerV2.from_preset("atari", policy, SpacesEnv(obs_space, act_space), seed=0, device=device, **kwargs)
 
 
-def time_updates(model: DreamerV2, device: str, warmup: int, updates: int) -> float:
-    """Seconds per update after ``warmup`` updates (compilation included in the warm-up)."""
-    fill(model, model.sequence_length * 4)
-    batches = [model.replay_buffer.sample(model.batch_size, model.sequence_length) for _ in range(warmup + updates)]
-    for batch in batches[:warmup]:
-        model.train_step(batch)
-    sync(device)
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        metrics = model.train_step(batch)
-    float(metrics["model_loss"])
-    sync(device)
-    return (time.perf_counter() - start) / updates
-
-
 def part_updates(device: str, quick: bool) -> dict[str, Any]:
-    from torch.utils.flop_counter import FlopCounterMode
-
     warmup, updates = (1, 2) if quick else (3, 20)
     precisions = ["no", "bf16"] + (["fp16"] if device == "cuda" else [])
     rows, flops = [], None
     for precision in precisions:
         model = atari_model(device, mixed_precision=precision)
-        if flops is None:
-            fill(model, model.sequence_length * 4)
-            with FlopCounterMode(display=False) as counter:
-                model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
-            flops = counter.get_total_flops()
         seconds = time_updates(model, device, warmup, updates)
+        if flops is None:
+            flops = update_flops(model)
         rows.append({"precision": precision, "compiled": False, "seconds_per_update": seconds, "updates_per_s": 1 / seconds})
         print(rows[-1], flush=True)
     best = min(rows, key=lambda row: row["seconds_per_update"])["precision"]

@@ -116,10 +116,10 @@ class DreamerV2(OffPolicyAlgorithm):
     :param slow_target_fraction: interpolation of those copies (1 = hard copy).
     :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
     :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` only on CUDA).
-    :param max_nonfinite_updates: stop (with a checkpoint and a message) after this many updates in a row
-        whose loss or gradients were not finite; such optimiser steps are always skipped.
     :param compile_model: ``torch.compile`` the networks in place (GRU cell, encoder, decoder, heads, actor
         and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
+    :param max_nonfinite_updates: stop (with a checkpoint and a message) after this many updates in a row
+        whose loss or gradients were not finite; such optimiser steps are always skipped.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -400,6 +400,9 @@ class DreamerV2(OffPolicyAlgorithm):
     ) -> None:
         """Store the step (observations once, terminal observations kept) and remember episode starts."""
         check_finite_observation(new_obs)
+        for info in infos:
+            if info.get("terminal_observation") is not None:  # stored too, in place of the reset observation
+                check_finite_observation(info["terminal_observation"])
         self.replay_buffer.add(self._last_obs, new_obs, buffer_action, reward, dones, infos)  # type: ignore[arg-type]
         self._last_obs = new_obs  # type: ignore[assignment]
         self._episode_starts = dones

@@ -71,6 +71,10 @@ def ale_name(game: str) -> str:
     return game
 
 
+def _unknown_game(game: str) -> ValueError:
+    return ValueError(f"Unknown Atari game {game!r} (ALE name {ale_name(game)!r}); paper games: {', '.join(PAPER_GAMES)}")
+
+
 def env_id(game: str) -> str:
     """Registered id of the paper's protocol for ``game`` (paper or ALE name): ``sb3_dreamer/Pong-v0``."""
     return f"{NAMESPACE}/{ale_name(game)}-v0"
@@ -110,7 +114,7 @@ class DreamerAtariEnv(gym.Wrapper):
         gym.register_envs(ale_py)
         name = ale_name(game)
         if f"ALE/{name}-v5" not in gym.registry:
-            raise ValueError(f"Unknown Atari game {game!r} (ALE name {name!r}); paper games: {', '.join(PAPER_GAMES)}")
+            raise _unknown_game(game)
         ale = gym.make(
             f"ALE/{name}-v5",
             frameskip=1,
@@ -143,7 +147,7 @@ def make_atari(game: str, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: 
     ``max_episode_steps`` agent steps. Equivalent to ``gym.make(env_id(game), **kwargs)``.
     """
     if env_id(game) not in gym.registry:
-        raise ValueError(f"Unknown Atari game {game!r} (ALE name {ale_name(game)!r}); paper games: {', '.join(PAPER_GAMES)}")
+        raise _unknown_game(game)
     return gym.make(env_id(game), max_episode_steps=max_episode_steps, **kwargs)
 
 
