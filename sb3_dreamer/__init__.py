@@ -1,9 +1,18 @@
 """DreamerV2 for Stable-Baselines3."""
 
+from sb3_dreamer.common.checkpoint import ResumableCheckpointCallback
 from sb3_dreamer.dreamer import PRESETS, CnnPolicy, DreamerPolicy, DreamerV2, MlpPolicy, MultiInputPolicy
 from sb3_dreamer.envs import register_envs
 
 __version__ = "0.2.0"
-__all__ = ["PRESETS", "CnnPolicy", "DreamerPolicy", "DreamerV2", "MlpPolicy", "MultiInputPolicy"]
+__all__ = [
+    "PRESETS",
+    "CnnPolicy",
+    "DreamerPolicy",
+    "DreamerV2",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "ResumableCheckpointCallback",
+]
 
 register_envs()  # the paper's protocols as gymnasium ids: sb3_dreamer/<Game>-v0, sb3_dreamer/DMC-<task>-v0

@@ -219,7 +219,15 @@ def test_bad_inputs_have_clear_errors():
     float_images = spaces.Box(0.0, 1.0, (64, 64, 3), np.float32)
     with pytest.raises(ValueError, match="takes uint8 images"):
         DreamerV2("CnnPolicy", SpacesEnv(float_images, spaces.Discrete(2)))
+    with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0; gamma must be in \(0, 1\], got 1.5"):
+        _model("MlpPolicy", "CartPole-v1", batch_size=0, gamma=1.5)
+    with pytest.raises(ValueError, match="stoch_size must be an integer"):
+        _model("MlpPolicy", "CartPole-v1", stoch_size=3.5)
     vector = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    with pytest.raises(ValueError, match="FlattenObservation"):
+        DreamerV2("MlpPolicy", SpacesEnv(spaces.Tuple((vector, spaces.Discrete(2))), spaces.Discrete(2)))
+    with pytest.raises(ValueError, match="fixed-size observations"):
+        DreamerV2("MlpPolicy", SpacesEnv(spaces.Sequence(vector), spaces.Discrete(2)))
     for action_space in (spaces.MultiDiscrete([2, 3]), spaces.MultiBinary(3)):
         with pytest.raises(ValueError, match="one Discrete over the combinations"):
             DreamerV2("MlpPolicy", SpacesEnv(vector, action_space))

@@ -1,12 +1,17 @@
 """DreamerV2 as a Stable-Baselines3 off-policy algorithm."""
 
 import contextlib
+import inspect
 import io
+import json
 import os
 import pathlib
+import zipfile
+import zlib
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
+import cloudpickle
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -21,6 +26,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.checkpoint import capture_random_state, latest_checkpoint, restore_random_state
+from sb3_dreamer.common.safe_load import decode_space, encode_space, read_safe, write_spec
 from sb3_dreamer.common.type_aliases import BehaviorLoss, RSSMState, SequenceBatch
 from sb3_dreamer.dreamer.losses import ActorGrad, actor_loss, actor_objective, critic_loss, lambda_return
 from sb3_dreamer.dreamer.policies import (
@@ -31,6 +38,7 @@ from sb3_dreamer.dreamer.policies import (
     PolicyState,
     action_dim,
     check_finite_observation,
+    check_observation_space,
     frozen,
 )
 from sb3_dreamer.dreamer.presets import PRESETS
@@ -44,16 +52,70 @@ def _check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
 
 
+# name -> (lowest, highest, integer), bounds included: checked at construction.
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    **dict.fromkeys(("buffer_size", "batch_size", "train_freq", "deter_size", "stoch_size", "stoch_classes",
+                     "hidden_size", "cnn_depth", "mlp_layers", "mlp_units", "slow_target_update",
+                     "max_nonfinite_updates"), (1, float("inf"), True)),
+    **dict.fromkeys(("learning_starts", "pretrain_steps"), (0, float("inf"), True)),
+    "gradient_steps": (-1, float("inf"), True),
+    **dict.fromkeys(("sequence_length", "imagination_horizon"), (2, float("inf"), True)),
+    **dict.fromkeys(("return_lambda", "kl_balance", "actor_grad_mix"), (0.0, 1.0, False)),
+    **dict.fromkeys(("kl_scale", "kl_free", "reward_scale", "discount_scale", "actor_lr", "critic_lr",
+                     "weight_decay", "actor_entropy", "actor_min_std", "expl_noise"), (0.0, float("inf"), False)),
+}  # fmt: skip
+_OPEN_BELOW_ONE = ("gamma", "slow_target_fraction")  # in (0, 1]
+_POSITIVE = ("adam_eps", "grad_clip")  # > 0
+
+
+def check_hyperparameters(values: dict[str, Any]) -> None:
+    """Refuse out-of-range hyperparameters, naming the parameter, the range and the value.
+
+    :param values: hyperparameter name -> value (names not checked here are ignored).
+    """
+    problems = []
+    for name, (low, high, integer) in _RANGES.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if integer and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            problems.append(f"{name} must be an integer, got {value!r}")
+        elif not low <= value <= high:
+            bound = f">= {low}" if high == float("inf") else f"in [{low}, {high}]"
+            problems.append(f"{name} must be {bound}, got {value!r}")
+    problems += [
+        f"{n} must be in (0, 1], got {values[n]!r}" for n in _OPEN_BELOW_ONE if n in values and not 0 < values[n] <= 1
+    ]
+    problems += [f"{n} must be > 0, got {values[n]!r}" for n in _POSITIVE if n in values and not values[n] > 0]
+    lr = values.get("learning_rate")
+    if isinstance(lr, (int, float)) and lr < 0:
+        problems.append(f"learning_rate must be >= 0, got {lr!r}")
+    if problems:
+        raise ValueError("Invalid DreamerV2 hyperparameters: " + "; ".join(problems) + ".")
+
+
+def _is_plain(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=True)
+    except TypeError:
+        return False
+    return True
+
+
+def _damaged(path: Any) -> str:
+    return (
+        f"{path} is not a complete DreamerV2 model zip (truncated or damaged: an interrupted download, copy or "
+        "save?). Get the file again; DreamerV2.load_safe(path, sha256=...) checks a file against its published checksum."
+    )
+
+
 def frames_per_step(env: VecEnv | None) -> int:
     """Environment frames per agent step: the ``action_repeat`` attribute of a wrapper (the Atari and DMC
     makers of :mod:`sb3_dreamer.envs` set it), else 1.
     """
-    if env is None:
+    if env is None or not env.has_attr("action_repeat"):  # (get_attr of a missing name kills a SubprocVecEnv worker)
         return 1
-    try:
-        return int(env.get_attr("action_repeat", indices=[0])[0])
-    except AttributeError:
-        return 1
+    return int(env.get_attr("action_repeat", indices=[0])[0])
 
 
 def _atomic_write(path: str | pathlib.Path | io.BufferedIOBase, suffix: str, write: Callable[[Any], None]) -> None:
@@ -185,6 +247,7 @@ class DreamerV2(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        check_hyperparameters(locals())
         super().__init__(
             policy,
             env,  # type: ignore[arg-type]
@@ -209,10 +272,6 @@ class DreamerV2(OffPolicyAlgorithm):
         _check_choice("reward_transform", reward_transform, ("identity", "tanh", "sign"))
         _check_choice("mixed_precision", mixed_precision, ("no", "bf16", "fp16"))
         _check_choice("norm", norm, ("none", "layer"))
-        if sequence_length < 2 or imagination_horizon < 2:
-            raise ValueError(
-                f"sequence_length and imagination_horizon must be >= 2, got {sequence_length} and {imagination_horizon}."
-            )
         self.sequence_length = sequence_length
         self.prioritize_ends = prioritize_ends
         self.pretrain_steps = pretrain_steps
@@ -243,7 +302,8 @@ class DreamerV2(OffPolicyAlgorithm):
 
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
-        """SB3's wrapping, then our check of the action space (clearer than SB3's assertion: it names the fix)."""
+        """SB3's wrapping between our checks of the spaces (clearer than SB3's assertions: they name the fix)."""
+        check_observation_space(env.observation_space)
         vec_env = OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
         action_dim(vec_env.action_space)
         return vec_env
@@ -328,9 +388,97 @@ class DreamerV2(OffPolicyAlgorithm):
 
     def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
         """SB3's ``save``, written beside the target and renamed into place: a crash mid-write leaves the
-        previous file intact (``CheckpointCallback`` and rl-zoo3 save through this).
+        previous file intact (``CheckpointCallback`` and rl-zoo3 save through this). Files (not streams) also
+        get ``sb3_dreamer.json``, the plain-data description :meth:`load_safe` reads.
         """
-        _atomic_write(path, "zip", lambda target: super(DreamerV2, self).save(target, exclude, include))
+
+        def write(target: Any) -> None:
+            super(DreamerV2, self).save(target, exclude, include)
+            if not isinstance(target, io.BufferedIOBase):
+                write_spec(target, self.plain_spec())
+
+        _atomic_write(path, "zip", write)
+
+    def plain_spec(self) -> dict[str, Any]:
+        """The policy alias, the hyperparameters, spaces and counters as JSON-able data (see :meth:`load_safe`)."""
+        skip = {"self", "policy", "env", "policy_kwargs", "tensorboard_log", "verbose", "device", "_init_setup_model"}
+        named = {"train_freq": self.train_freq.frequency, "stats_window_size": self._stats_window_size}
+        hyperparameters = {}
+        for name in inspect.signature(DreamerV2.__init__).parameters:
+            if name not in skip:
+                hyperparameters[name] = named[name] if name in named else getattr(self, name)
+        if callable(self.learning_rate):  # a schedule is code: keep its value at the start
+            hyperparameters["learning_rate"] = float(self.learning_rate(1.0))
+        policy_name = {cls: name for name, cls in self.policy_aliases.items()}.get(self.policy_class)
+        policy_kwargs = self.policy_kwargs if _is_plain(self.policy_kwargs) else None
+        return dict(
+            algo="DreamerV2", policy=policy_name, hyperparameters=hyperparameters, policy_kwargs=policy_kwargs,
+            observation_space=encode_space(self.observation_space), action_space=encode_space(self.action_space),
+            num_timesteps=self.num_timesteps, n_updates=self._n_updates,
+        )  # fmt: skip
+
+    @classmethod
+    def load_safe(
+        cls: type[SelfDreamerV2],
+        path: str | pathlib.Path,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        sha256: str | None = None,
+    ) -> SelfDreamerV2:
+        """Load a saved agent without unpickling anything (``load`` unpickles SB3's ``data``; see
+        :mod:`sb3_dreamer.common.safe_load`): the networks, hyperparameters, spaces and counters, ready for
+        ``predict``, ``evaluate_policy`` or more training (optimiser states and the replay are not restored).
+
+        :param sha256: the file's expected SHA-256 (hex); a different file is refused.
+        """
+        spec, state_dict = read_safe(path, sha256)
+        if spec["policy"] not in cls.policy_aliases or (spec["policy_kwargs"] is None):
+            raise ValueError(
+                f"{path} uses a custom policy class or non-plain policy_kwargs, which cannot be rebuilt from plain "
+                "data; use DreamerV2.load only if you trust its source."
+            )
+        model = cls(
+            spec["policy"], None, device=device, policy_kwargs=spec["policy_kwargs"], _init_setup_model=False,
+            **spec["hyperparameters"],
+        )  # fmt: skip
+        model.observation_space = decode_space(spec["observation_space"])
+        model.action_space = decode_space(spec["action_space"])
+        model.n_envs = 1
+        model._setup_model()
+        model.policy.load_state_dict({k: v.to(model.device) for k, v in state_dict.items()})
+        model.num_timesteps, model._n_updates = spec["num_timesteps"], spec["n_updates"]
+        if env is not None:
+            model.set_env(env)
+        return model
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfDreamerV2],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfDreamerV2:
+        """SB3's ``load``, with errors that say what is wrong and what to do.
+
+        It unpickles the file's ``data``: load only files you trust, or use :meth:`load_safe`.
+        """
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise ValueError(_damaged(path)) from error
+        except ValueError as error:
+            if "wasn't a zip-file" in str(error):
+                raise ValueError(_damaged(path)) from error
+            if "spaces do not match" in str(error):
+                raise ValueError(
+                    f"{error}. The model was trained with other spaces: pass an env with the same observation and "
+                    "action spaces (the env it was trained on, same wrappers), or load it without env to predict."
+                ) from error
+            raise
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """SB3's ``save_replay_buffer`` (a pickle), written atomically like :meth:`save`."""
@@ -342,7 +490,8 @@ class DreamerV2(OffPolicyAlgorithm):
         To resume a run: ``model = DreamerV2.load(path, env=env)``, ``model.load_replay_buffer(buffer_path)``,
         then ``model.learn(steps, reset_num_timesteps=False)``; each stream continues with a new episode.
 
-        :param truncate_last_traj: unused (kept for SB3's signature): episodes cut by the save are not joined.
+        :param truncate_last_traj: each env stream starts a new episode (the envs were reset); ``False`` only
+            when the envs continue exactly where the buffer stopped (:meth:`resume` with pickled envs).
         """
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, SequenceReplayBuffer):
@@ -355,8 +504,59 @@ class DreamerV2(OffPolicyAlgorithm):
                 "resume with the same number of envs (make_vec_env(..., n_envs=buffer.n_envs))."
             )
         buffer.device = self.device
-        buffer.start_episodes()
+        if truncate_last_traj:
+            buffer.start_episodes()
         self.replay_buffer = buffer  # type: ignore[assignment]
+
+    # ------------------------------------------------------------ exact resume
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond ``save`` and the replay buffer to continue exactly: random states,
+        the acting latent and episode starts, the grad scaler. Tensors and plain data only.
+        """
+        state: dict[str, Any] = {"random": capture_random_state(self), "scaler": self._scaler.state_dict()}
+        if self._policy_state is not None and self._episode_starts is not None:
+            state["policy_state"] = {**self._policy_state.latent._asdict(), "action": self._policy_state.action}
+            state["episode_starts"] = th.as_tensor(self._episode_starts)
+        return state
+
+    def restore_resume_state(self, state: dict[str, Any], continue_episodes: bool) -> None:
+        """Inverse of :meth:`resume_state`; ``continue_episodes`` when the envs were restored mid-episode."""
+        restore_random_state(self, state["random"])
+        self._scaler.load_state_dict(state["scaler"])
+        if continue_episodes and "policy_state" in state:
+            saved = {k: v.to(self.device) for k, v in state["policy_state"].items()}
+            action = saved.pop("action")
+            self._policy_state = PolicyState(RSSMState(**saved), action)
+            self._episode_starts = state["episode_starts"].numpy()
+
+    @classmethod
+    def resume(
+        cls: type[SelfDreamerV2], path: str | pathlib.Path, env: GymEnv | None = None, device: th.device | str = "auto"
+    ) -> SelfDreamerV2:
+        """Continue a run from the newest complete checkpoint in ``path`` (written by
+        :class:`~sb3_dreamer.ResumableCheckpointCallback`): networks, optimisers, slow critic, counters,
+        replay, random states, and the envs mid-episode when they could be pickled. Then call
+        ``learn(remaining, reset_num_timesteps=False)``: the counters, TensorBoard curves and frames continue.
+
+        :param path: a checkpoint folder or the callback's ``save_path``.
+        :param env: the env to continue in; by default the checkpoint's pickled envs, else required. A given
+            env starts new episodes (the run is then no longer step-for-step the uninterrupted one).
+        """
+        checkpoint = latest_checkpoint(path)
+        envs_file = checkpoint.file("envs.pkl")
+        continue_episodes = env is None and envs_file is not None
+        if continue_episodes:
+            env = cloudpickle.loads(envs_file.read_bytes())  # type: ignore[union-attr]
+        if env is None:
+            raise ValueError(
+                f"The checkpoint {checkpoint.path} holds no pickled envs (they could not be pickled, e.g. "
+                "SubprocVecEnv); pass the env to continue in: DreamerV2.resume(path, env=make_vec_env(...))."
+            )
+        model = cls.load(checkpoint.path / "model.zip", env=env, device=device, force_reset=not continue_episodes)
+        model.load_replay_buffer(checkpoint.path / "replay.pkl", truncate_last_traj=not continue_episodes)
+        model.restore_resume_state(th.load(checkpoint.path / "state.pt", weights_only=True), continue_episodes)
+        return model
 
     # -------------------------------------------------------------- collecting
 

@@ -26,13 +26,36 @@ RewardTransform = Literal["identity", "tanh", "sign"]
 _REWARD_TRANSFORMS = {"identity": lambda r: r, "tanh": th.tanh, "sign": th.sign}
 
 
+def check_observation_space(observation_space: spaces.Space) -> None:
+    """Refuse observation spaces DreamerV2 cannot model (anything but a Box or a Dict of Boxes), naming the fix."""
+    if isinstance(observation_space, spaces.Box):
+        return
+    if isinstance(observation_space, spaces.Dict):
+        for key, space in observation_space.spaces.items():
+            if not isinstance(space, spaces.Box):
+                raise ValueError(f"Dict observation key {key!r}: {_observation_fix(space)}")
+        return
+    raise ValueError(_observation_fix(observation_space))
+
+
+def _observation_fix(space: spaces.Space) -> str:
+    if isinstance(space, (spaces.Sequence, spaces.Graph, spaces.Text)):
+        return (
+            f"DreamerV2 needs fixed-size observations (a Box, or a Dict of Boxes), got {space}. Pad or crop it to "
+            "a fixed shape in a gymnasium.ObservationWrapper."
+        )
+    return (
+        f"DreamerV2 takes Box or Dict-of-Box observations, got {space}. Wrap the env in "
+        "gymnasium.wrappers.FlattenObservation (Discrete becomes one-hot, Tuple/MultiDiscrete/MultiBinary flat)."
+    )
+
+
 def obs_shapes(observation_space: spaces.Space) -> dict[str, tuple[int, ...]]:
     """Observation key -> shape. A Box becomes the single key ``obs``."""
+    check_observation_space(observation_space)
     if isinstance(observation_space, spaces.Dict):
         return {k: tuple(s.shape) for k, s in observation_space.spaces.items()}  # type: ignore[misc, arg-type]
-    if isinstance(observation_space, spaces.Box):
-        return {"obs": tuple(observation_space.shape)}
-    raise ValueError(f"DreamerV2 takes Box or Dict observation spaces, got {observation_space}.")
+    return {"obs": tuple(observation_space.shape)}  # type: ignore[arg-type]
 
 
 def action_dim(action_space: spaces.Space) -> int:
