@@ -126,3 +126,23 @@ def test_buffer_reports_its_memory():
     for _ in range(10):
         buffer.add(frame, frame, np.array([0]), np.array([0.0], np.float32), np.array([False]), [{}])
     assert buffer.nbytes() == buffer.size() * buffer.bytes_per_step()
+
+
+def test_memory_mapped_storage_pickles_as_a_pointer(tmp_path):
+    import pickle
+
+    buffer = SequenceReplayBuffer(200, OBS, spaces.Discrete(3), n_envs=2, storage_dir=str(tmp_path / "replay"), seed=0)
+    for t in range(40):
+        _step(buffer, [t, -t], [t + 1, -t - 1], [t % 3, 1], [0.5, 1.0], [t % 9 == 8, False])
+    assert all(isinstance(array, np.memmap) for array in buffer.storage.values())
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == [
+        "action.npy", "is_first.npy", "is_terminal.npy", "obs.obs.npy", "reward.npy",
+    ]  # fmt: skip
+    payload = pickle.dumps(buffer)
+    assert len(payload) < 4096  # the folder, counters and generator, not the arrays
+    restored = pickle.loads(payload)
+    for key, value in buffer.storage.items():
+        np.testing.assert_array_equal(restored.storage[key], value)
+    np.testing.assert_array_equal(restored.sample(4, 8).obs["obs"], buffer.sample(4, 8).obs["obs"])  # same generator
+    _step(restored, [0, 0], [1, 1], [0, 0], [0.0, 0.0], [False, False])
+    assert restored.size() == buffer.size() + 2

@@ -17,6 +17,7 @@ are oversampled, and windows stay inside one episode where it is at least T long
 the first ``add``, so building an agent to call ``predict`` costs no memory.
 """
 
+import pathlib
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,9 @@ class SequenceReplayBuffer:
     :param device: where ``sample`` puts the batch.
     :param prioritize_ends: move windows that cross an episode end back to end there (see the module doc).
     :param seed: seed of the sampling generator.
+    :param storage_dir: keep the arrays in memory-mapped ``.npy`` files in this folder instead of RAM (the OS
+        pages them in and out, so resident memory stays bounded). The buffer then pickles as a pointer to the
+        folder (``save_replay_buffer`` writes a few KiB; loading reopens the files).
     """
 
     def __init__(
@@ -45,7 +49,9 @@ class SequenceReplayBuffer:
         device: th.device | str = "cpu",
         prioritize_ends: bool = False,
         seed: int | None = None,
+        storage_dir: str | None = None,
     ):
+        self.storage_dir = storage_dir
         self.capacity = max(buffer_size // n_envs, 1)
         self.observation_space, self.action_space = observation_space, action_space
         self.n_envs, self.device, self.prioritize_ends = n_envs, th.device(device), prioritize_ends
@@ -64,16 +70,42 @@ class SequenceReplayBuffer:
             return dict(self.observation_space.spaces)  # type: ignore[arg-type]
         return {"obs": self.observation_space}  # type: ignore[dict-item]
 
-    def _allocate(self) -> dict[str, np.ndarray]:
+    def _layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Storage key -> (shape, dtype) of its (capacity, n_envs, ...) array."""
         shape = (self.capacity, self.n_envs)
-        storage = {f"obs/{k}": np.zeros(shape + s.shape, dtype=s.dtype) for k, s in self._obs_spaces().items()}
-        storage["action"] = np.zeros(
-            shape if self.discrete else shape + (self.action_dim,), np.int64 if self.discrete else np.float32
-        )
-        storage["reward"] = np.zeros(shape, np.float32)
-        storage["is_first"] = np.zeros(shape, bool)
-        storage["is_terminal"] = np.zeros(shape, bool)
-        return storage
+        layout = {f"obs/{k}": (shape + s.shape, np.dtype(s.dtype)) for k, s in self._obs_spaces().items()}
+        layout["action"] = (shape, np.dtype(np.int64)) if self.discrete else (shape + (self.action_dim,), np.dtype(np.float32))
+        layout["reward"] = (shape, np.dtype(np.float32))
+        layout["is_first"] = layout["is_terminal"] = (shape, np.dtype(bool))
+        return layout
+
+    def _file(self, key: str) -> pathlib.Path:
+        return pathlib.Path(self.storage_dir) / f"{key.replace('/', '.')}.npy"  # type: ignore[arg-type]
+
+    def _allocate(self) -> dict[str, np.ndarray]:
+        if self.storage_dir is None:
+            return {key: np.zeros(shape, dtype) for key, (shape, dtype) in self._layout().items()}
+        pathlib.Path(self.storage_dir).mkdir(parents=True, exist_ok=True)
+        return {
+            key: np.lib.format.open_memmap(self._file(key), mode="w+", dtype=dtype, shape=shape)
+            for key, (shape, dtype) in self._layout().items()
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.storage_dir is not None and self.storage is not None:
+            for array in self.storage.values():
+                array.flush()  # type: ignore[attr-defined]
+            state["storage"] = None  # a pointer to the folder, not a copy
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.storage_dir is not None and self.storage is None and self.count.any():
+            missing = [str(self._file(k)) for k in self._layout() if not self._file(k).exists()]
+            if missing:
+                raise FileNotFoundError(f"The memory-mapped replay files are gone: {missing}.")
+            self.storage = {key: np.load(self._file(key), mmap_mode="r+") for key in self._layout()}
 
     def bytes_per_step(self) -> int:
         """Bytes one stored step takes: each observation once (uint8 kept), action, reward and two flags."""

@@ -182,6 +182,8 @@ class DreamerV2(OffPolicyAlgorithm):
         and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
     :param max_nonfinite_updates: stop (with a checkpoint and a message) after this many updates in a row
         whose loss or gradients were not finite; such optimiser steps are always skipped.
+    :param replay_dir: keep the replay in memory-mapped files in this folder instead of RAM (bounded resident
+        memory; ``save_replay_buffer`` then writes a pointer to the folder, not a copy).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -239,6 +241,7 @@ class DreamerV2(OffPolicyAlgorithm):
         mixed_precision: MixedPrecision = "no",
         compile_model: bool = False,
         max_nonfinite_updates: int = 100,
+        replay_dir: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -291,6 +294,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.mixed_precision = mixed_precision
         self.compile_model = compile_model
         self.max_nonfinite_updates = max_nonfinite_updates
+        self.replay_dir = replay_dir
         self._skipped_steps = 0
         self._nonfinite_streak = 0
         self._pretrained = False
@@ -342,6 +346,7 @@ class DreamerV2(OffPolicyAlgorithm):
             self.device,
             prioritize_ends=self.prioritize_ends,
             seed=self.seed,
+            storage_dir=self.replay_dir,
         )
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
