@@ -1,8 +1,11 @@
-"""DreamerV2 from pixels on DeepMind Control ``cartpole-balance`` (64x64 renders, action repeat 2), plotted
-over the published DreamerV2 curve (803 at 90k frames).
+"""DreamerV2 from pixels on a DeepMind Control task of the paper (64x64 renders, action repeat 2), plotted
+over the published DreamerV2 curve of that task (``cartpole-balance``: 803 at 90k frames).
 
     MUJOCO_GL=egl python benchmarks/dmc_pixels.py --frames 90000            # as far as time allows on a CPU
+    MUJOCO_GL=egl python benchmarks/dmc_pixels.py --task cup-catch          # any of the paper's 20 tasks
     MUJOCO_GL=egl python benchmarks/dmc_pixels.py --preset dmc_vision        # the full size (GPU)
+
+Results go to ``benchmarks/results/dmc_pixels/<task>/`` (``curve.csv``, ``curve.png``, ``summary.json``).
 
 On a CPU the full ``dmc_vision`` size costs ~10 s an update, so the default is the reduced pixel preset
 ``SMALL_PIXELS`` below. The curve is the return of every training episode (the stochastic policy, as the
@@ -25,10 +28,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dreamer import PRESETS, DreamerV2
-from sb3_dreamer.envs.dmc import make_dmc
+from sb3_dreamer.envs.dmc import PAPER_TASKS, make_dmc
 
 HERE = Path(__file__).parent
-REFERENCE = HERE / "reference" / "dmc-vision-dreamerv2-cartpole_balance.json"
+REFERENCE = HERE / "reference" / "dmc-vision-dreamerv2.json"  # published runs of all 20 tasks
 
 # dmc_vision with smaller networks and batch, so that an update takes a fraction of a second on 2 CPU cores.
 SMALL_PIXELS: dict[str, Any] = {
@@ -64,20 +67,26 @@ class EpisodeLog(BaseCallback):
         return True
 
 
-def published_median(frames: int) -> float:
+def published_runs(task: str) -> list[dict[str, Any]]:
+    """The published DreamerV2 runs of ``task`` (``domain-task`` as in shimmy's ids)."""
+    name = "dmc_" + task.replace("-", "_")
+    return [run for run in json.loads(REFERENCE.read_text()) if run["task"] == name]
+
+
+def published_median(task: str, frames: int) -> float:
     """Median over the published seeds of the return at the last logged point <= ``frames``."""
-    runs = json.loads(REFERENCE.read_text())
+    runs = published_runs(task)
     values = [run["ys"][int(np.searchsorted(run["xs"], frames, side="right")) - 1] for run in runs if run["xs"][0] <= frames]
     return round(float(np.median(values)), 1) if values else float("nan")
 
 
-def plot(curve: pd.DataFrame, out: Path, label: str) -> None:
+def plot(curve: pd.DataFrame, out: Path, label: str, task: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    reference = json.loads(REFERENCE.read_text())
+    reference = published_runs(task)
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = np.array(reference[0]["xs"])
     ys = np.array([run["ys"][: len(xs)] for run in reference if len(run["ys"]) >= len(xs)])
@@ -86,31 +95,33 @@ def plot(curve: pd.DataFrame, out: Path, label: str) -> None:
     ax.plot(curve["frames"], curve["return"], ".", alpha=0.4, label=f"ours, {label}: training episodes")
     if len(curve) >= 5:
         ax.plot(curve["frames"], curve["return"].rolling(5, min_periods=1).mean(), label="ours, mean of 5 episodes")
-    ax.set(xlabel="environment frames", ylabel="episode return", title="DMC cartpole-balance from pixels",
+    ax.set(xlabel="environment frames", ylabel="episode return", title=f"DMC {task} from pixels",
            xlim=(0, max(200_000, curve["frames"].max() * 1.1)))  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "cartpole_balance.png", dpi=100)
+    fig.savefig(out / "curve.png", dpi=100)
     plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="cartpole-balance", choices=PAPER_TASKS)
     parser.add_argument("--frames", type=int, default=90_000)
     parser.add_argument("--preset", default="small_pixels", choices=["small_pixels", "dmc_vision"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "dmc_pixels")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/dmc_pixels/<task>")
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from curve.csv (e.g. after a cut run)")
     args = parser.parse_args()
+    args.out = args.out or HERE / "results" / "dmc_pixels" / args.task
     if args.plot_only:
         curve = pd.read_csv(args.out / "curve.csv")
-        plot(curve, args.out, args.preset)
+        plot(curve, args.out, args.preset, args.task)
         frames = int(curve["frames"].max())
-        print(f"{len(curve)} episodes to {frames} frames; published median there: {published_median(frames)}")
+        print(f"{len(curve)} episodes to {frames} frames; published median there: {published_median(args.task, frames)}")
         return
     os.environ.setdefault("MUJOCO_GL", "egl")
     th.set_num_threads(args.threads)
@@ -119,16 +130,16 @@ def main() -> None:
     curve_path.unlink(missing_ok=True)
     hyperparams = SMALL_PIXELS if args.preset == "small_pixels" else PRESETS["dmc_vision"]
     action_repeat = 2
-    env = make_vec_env(lambda: make_dmc("cartpole-balance", action_repeat=action_repeat), n_envs=1, seed=args.seed)
+    env = make_vec_env(lambda: make_dmc(args.task, action_repeat=action_repeat), n_envs=1, seed=args.seed)
     model = DreamerV2("CnnPolicy", env, seed=args.seed, device=args.device, **hyperparams)
     start = time.time()
     model.learn(args.frames // action_repeat, callback=EpisodeLog(curve_path, action_repeat))
     train_s = time.time() - start
-    eval_env = make_vec_env(lambda: make_dmc("cartpole-balance", action_repeat=action_repeat), n_envs=1, seed=1000)
+    eval_env = make_vec_env(lambda: make_dmc(args.task, action_repeat=action_repeat), n_envs=1, seed=1000)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
     curve = pd.read_csv(curve_path)
     summary = {
-        "task": "dmc cartpole-balance, 64x64 pixels, action repeat 2",
+        "task": f"dmc {args.task}, 64x64 pixels, action repeat 2",
         "preset": args.preset,
         "hyperparameters": {k: v for k, v in hyperparams.items() if not callable(v)},
         "frames": model.num_timesteps * action_repeat,
@@ -138,10 +149,10 @@ def main() -> None:
         "final_eval_return_mean": round(float(mean), 1),
         "final_eval_return_std": round(float(std), 1),
         "last5_training_returns_mean": round(float(curve["return"].tail(5).mean()), 1),
-        "published_dreamerv2_median_at_frames": published_median(model.num_timesteps * action_repeat),
+        "published_dreamerv2_median_at_frames": published_median(args.task, model.num_timesteps * action_repeat),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    plot(curve, args.out, args.preset)
+    plot(curve, args.out, args.preset, args.task)
     print(json.dumps(summary, indent=2))
 
 

@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering for the DMC pixel tests, before mujoco loads
+
 import gymnasium as gym
 import numpy as np
 import pytest

@@ -126,11 +126,14 @@ class _Spaces(gym.Env):
 def test_every_yml_entry_builds_a_model(key: str):
     params = dict(yaml.safe_load(DEFAULT_CONFIG.read_text())[key])
     params.pop("n_timesteps")
+    params.pop("callback", None)
     policy = params.pop("policy")
     if key == "atari":
         env: gym.Env = _Spaces(spaces.Box(0, 255, (64, 64, 1), np.uint8), spaces.Discrete(18))
-    elif key.startswith(("dmc", "sb3_dreamer/DMC-")):
+    elif key.startswith(("dmc_vision", "sb3_dreamer/DMC-")):  # pixels: rendering is tested in test_envs
         env = _Spaces(spaces.Box(0, 255, (64, 64, 3), np.uint8), spaces.Box(-1, 1, (6,), np.float32))
+    elif key == "dmc_proprio":
+        env = gym.make("sb3_dreamer/DMCProprio-walker-walk-v0")
     else:
         env = gym.make(key)
     model = DreamerV2(policy, env, **params)
