@@ -1,10 +1,11 @@
 """DreamerV2 for Stable-Baselines3."""
 
+from sb3_dreamer.common.callbacks import OpenLoopVideoCallback
 from sb3_dreamer.common.checkpoint import ResumableCheckpointCallback
 from sb3_dreamer.dreamer import PRESETS, CnnPolicy, DreamerPolicy, DreamerV2, MlpPolicy, MultiInputPolicy
 from sb3_dreamer.envs import register_envs
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     "PRESETS",
     "CnnPolicy",
@@ -12,6 +13,7 @@ __all__ = [
     "DreamerV2",
     "MlpPolicy",
     "MultiInputPolicy",
+    "OpenLoopVideoCallback",
     "ResumableCheckpointCallback",
 ]
 

@@ -1,7 +1,11 @@
 """The 55-game benchmark's scoring: the paper's Table 1 from the published curves, rules, sets, bootstrap."""
 
+import json
+import os
+
 import numpy as np
 import pytest
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_dreamer.atari_benchmark import scores
 
@@ -15,7 +19,10 @@ def test_table_1_is_reproduced_from_the_published_curves():
     expected = {"iqn_sticky_2e8": (1.29, 8.85), "rainbow_sticky_2e8": (1.47, 9.12), "dqn_sticky_2e8": (0.65, 2.84)}
     for method, (median, mean) in expected.items():
         baseline = scores.aggregate(scores.published_baseline(method))
-        assert (baseline.gamer_median, baseline.gamer_mean) == (pytest.approx(median, abs=0.005), pytest.approx(mean, abs=0.005))
+        assert (baseline.gamer_median, baseline.gamer_mean) == (
+            pytest.approx(median, abs=0.005),
+            pytest.approx(mean, abs=0.005),
+        )
 
 
 def test_the_other_final_score_rules_bracket_the_paper():
@@ -58,3 +65,87 @@ def test_stratified_bootstrap_intervals():
     for name, (low, high) in scores.bootstrap_ci(single, reps=20).items():
         assert low == pytest.approx(high) == pytest.approx(getattr(scores.aggregate(single), name))
     assert scores.iqm(np.arange(8)) == pytest.approx(3.5)
+
+
+# ------------------------------------------------------------------ runner and report (tiny real runs)
+
+pytest.importorskip("ale_py")
+from sb3_dreamer.atari_benchmark import report, runner  # noqa: E402
+
+TINY_DREAMER = dict(
+    learning_starts=100, deter_size=16, hidden_size=16, stoch_size=4, stoch_classes=4, cnn_depth=4, mlp_layers=1,
+    mlp_units=16, batch_size=2, sequence_length=8, imagination_horizon=4, train_freq=50,
+)  # fmt: skip
+SMOKE = runner.Settings(
+    frames=1600, evaluations=2, eval_episodes=1, checkpoints=2, max_episode_frames=400,
+    overrides={"dreamerv2": TINY_DREAMER, "ppo": {"n_envs": 1, "n_steps": 64, "batch_size": 64},
+               "dqn": {"learning_starts": 100, "buffer_size": 1000}, "qrdqn": {"policy": "NoSuchPolicy"}},
+)  # fmt: skip
+
+
+class CrashAfter(BaseCallback):
+    """Kills the training process without any cleanup once ``steps`` agent steps are done (a crash)."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.steps:
+            os._exit(3)
+        return True
+
+
+def test_a_matrix_runs_records_failures_resumes_skips_and_reports(tmp_path):
+    specs = runner.matrix(["pong"], ["dreamerv2", "ppo", "qrdqn"], [0])
+    crash = {"callback": [{f"{__name__}.CrashAfter": {"steps": 250}}]}
+    crashing = SMOKE._replace(overrides={**SMOKE.overrides, "ppo": {**SMOKE.overrides["ppo"], **crash}})
+    results = runner.run_matrix(specs, crashing, tmp_path, parallel=2)
+    assert {r.spec.algo: r.status for r in results} == {"dreamerv2": "done", "ppo": "failed", "qrdqn": "failed"}
+    failed = json.loads((runner.run_dir(tmp_path, specs[2]) / "run.json").read_text())
+    assert failed["status"] == "failed" and "NoSuchPolicy" in failed["error"]  # why, kept for the report
+    done = json.loads((runner.run_dir(tmp_path, specs[0]) / "result.json").read_text())
+    assert done["eval_frames"] == [800.0, 1600.0] and len(done["eval_returns"]) == 2
+    state = runner.progress(specs, SMOKE, tmp_path)
+    assert (len(state.done), len(state.failed), state.frames_done) == (1, 2, 1600)
+
+    # The same command again: the finished run is skipped, the crashed one resumes from its checkpoint.
+    results = runner.run_matrix(specs, SMOKE, tmp_path)
+    assert {r.spec.algo: r.status for r in results} == {"dreamerv2": "skipped", "ppo": "done", "qrdqn": "failed"}
+    ppo_dir = runner.run_dir(tmp_path, specs[1])
+    attempts = json.loads((ppo_dir / "run.json").read_text())["attempts"]
+    assert [(a["resumed"], a["start_step"]) for a in attempts] == [(False, 0), (True, 200)]
+    resumed = json.loads((ppo_dir / "result.json").read_text())
+    assert resumed["eval_frames"] == [800.0, 1600.0] and resumed["attempts"] == 2  # one curve over both attempts
+
+    path = report.write_report(tmp_path, reps=50)
+    text = path.read_text()
+    assert "1,600 frames" in text and "| pong |" in text and "published DreamerV2 (200M)" in text
+    assert "qrdqn/pong/seed0" in text  # the failed run is listed
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "aggregate.png").stat().st_size > 0
+
+
+def test_runs_as_ray_tasks_on_a_local_instance(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_worker_niceness", "0")  # as run_matrix does for "local" (Ray's default is nice 15)
+    ray.init(num_cpus=1, include_dashboard=False)  # a small local instance; run_matrix joins it
+    try:
+        results = runner.run_matrix(runner.matrix(["boxing"], ["ppo"], [0]), SMOKE, tmp_path, ray_address="auto")
+    finally:
+        ray.shutdown()
+    assert [r.status for r in results] == ["done"]
+    assert (runner.run_dir(tmp_path, results[0].spec) / "result.json").is_file()
+
+
+def test_the_protocol_reaches_the_baselines():
+    spec = runner.RunSpec("dqn", "james_bond", 0)
+    assert (
+        runner.env_id(spec) == "ALE/Jamesbond-v5"
+        and runner.env_id(spec._replace(algo="dreamerv2")) == "sb3_dreamer/Jamesbond-v0"
+    )
+    params = runner.hyperparameters("dqn")
+    assert params["env_wrapper"] == [{runner.ATARI_WRAPPER: {"terminal_on_life_loss": False}}] and params["frame_stack"] == 4
+    assert runner.BASELINE_ENV_KWARGS == {"frameskip": 1, "repeat_action_probability": 0.25, "full_action_space": True}
+    assert runner.hyperparameters("dreamerv2", {"batch_size": 4})["batch_size"] == 4
+    with pytest.raises(ValueError, match="Unknown algorithms"):
+        runner.matrix(["pong"], ["a2c"], [0])
