@@ -285,10 +285,14 @@ class DreamerPolicy(BasePolicy):
         self.slow_critic = mlp(feat, 1, mlp_layers, mlp_units, norm)
         self.slow_critic.load_state_dict(self.critic.state_dict())
         self.slow_critic.requires_grad_(False)
-        model_lr = lr_schedule(1)
-        self.model_optimizer = self._adam(self.world_model, model_lr, adam_eps, weight_decay)
-        self.actor_optimizer = self._adam(self.actor, actor_lr, adam_eps, weight_decay)
-        self.critic_optimizer = self._adam(self.critic, critic_lr, adam_eps, weight_decay)
+        self.make_optimizers(lr_schedule(1))
+
+    def make_optimizers(self, model_lr: float) -> None:
+        """(Re)create the world-model, actor and critic optimisers, without state (no Adam moments)."""
+        opt = self.opt
+        self.model_optimizer = self._adam(self.world_model, model_lr, opt["adam_eps"], opt["weight_decay"])
+        self.actor_optimizer = self._adam(self.actor, opt["actor_lr"], opt["adam_eps"], opt["weight_decay"])
+        self.critic_optimizer = self._adam(self.critic, opt["critic_lr"], opt["adam_eps"], opt["weight_decay"])
 
     def compile_networks(self) -> None:
         """``torch.compile`` the tensor-to-tensor networks in place (parameter names and state dicts unchanged)."""

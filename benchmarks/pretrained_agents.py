@@ -1,0 +1,103 @@
+"""Train, evaluate and ship an agent into ``rl-trained-agents/`` (rl-zoo3's layout) with its manifest entry.
+
+    python benchmarks/pretrained_agents.py --env CartPole-v1 --steps 10000
+    python benchmarks/pretrained_agents.py --env Pendulum-v1 --steps 20000
+
+Training is ``rl_zoo3 train`` with the yml's settings for the env (the ones the classic-control benchmark
+measures). The shipped zip has its optimiser states stripped (networks only, ~2.7 MB for the classic
+preset); the evaluation (deterministic, ``--eval-episodes`` episodes, env seeds from 1000, torch seed 0) is
+done on the shipped file, loaded the safe way, and written with its SHA-256 to ``manifest.json``.
+"""
+
+import argparse
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_dreamer import DreamerV2
+from sb3_dreamer.common.checkpoint import sha256
+from sb3_dreamer.dreamer.dreamer import frames_per_step
+from sb3_dreamer.pretrained import strip_optimizers
+
+ROOT = pathlib.Path(__file__).parents[1]
+FOLDER = ROOT / "rl-trained-agents"
+
+
+def evaluate(model: DreamerV2, env_id: str, episodes: int, first_seed: int) -> list[float]:
+    """Deterministic returns of ``episodes`` episodes, env seeds ``first_seed``, ``first_seed + 1``, ...; torch seed 0."""
+    th.manual_seed(0)
+    returns = []
+    for episode in range(episodes):
+        env = Monitor(gym.make(env_id))
+        env.reset(seed=first_seed + episode)
+        rewards, _ = evaluate_policy(model, env, n_eval_episodes=1, deterministic=True, return_episode_rewards=True)
+        returns.append(float(rewards[0]))
+    return returns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", "dreamerv2", "--env", args.env,
+                   "-n", str(args.steps), "--seed", str(args.seed), "-f", tmp, "--eval-freq", "-1",
+                   "--num-threads", str(args.threads)]  # fmt: skip
+        subprocess.run(command, check=True)
+        run = next((pathlib.Path(tmp) / "dreamerv2").glob(f"{args.env}_*"))
+        target = FOLDER / "dreamerv2" / f"{args.env}_1"
+        shutil.rmtree(target, ignore_errors=True)
+        (target / args.env).mkdir(parents=True)
+        for name in ("config.yml", "args.yml", "env_kwargs.yml"):
+            if (run / args.env / name).exists():
+                shutil.copy(run / args.env / name, target / args.env / name)
+        model = DreamerV2.load(run / f"{args.env}.zip")
+    strip_optimizers(model)
+    model.save(target / f"{args.env}.zip")
+    path = target / f"{args.env}.zip"
+    shipped = DreamerV2.load_safe(path, sha256=sha256(path))
+    returns = evaluate(shipped, args.env, args.eval_episodes, first_seed=1000)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    entry = {
+        "env_id": args.env,
+        "protocol": f"gymnasium {args.env}, unmodified (Monitor only)",
+        "path": str(path.relative_to(FOLDER)),
+        "sha256": sha256(path),
+        "size_bytes": path.stat().st_size,
+        "steps": int(model.num_timesteps),
+        "frames": int(model.num_timesteps * frames_per_step(None)),
+        "seed": args.seed,
+        "evaluation": {
+            "episodes": len(returns),
+            "deterministic": True,
+            "env_seeds": f"{1000}..{1000 + len(returns) - 1}",
+            "mean": round(float(np.mean(returns)), 2),
+            "std": round(float(np.std(returns)), 2),
+            "min": round(min(returns), 2),
+            "max": round(max(returns), 2),
+        },  # fmt: skip
+        "commit": commit,
+        "command": f"python benchmarks/pretrained_agents.py --env {args.env} --steps {args.steps} --seed {args.seed}",
+    }
+    manifest_path = FOLDER / "manifest.json"
+    agents = json.loads(manifest_path.read_text())["agents"] if manifest_path.exists() else []
+    agents = [a for a in agents if a["env_id"] != args.env] + [entry]
+    manifest_path.write_text(json.dumps({"agents": sorted(agents, key=lambda a: a["env_id"])}, indent=1) + "\n")
+    print(json.dumps(entry, indent=1))
+
+
+if __name__ == "__main__":
+    main()

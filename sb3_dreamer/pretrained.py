@@ -1,0 +1,57 @@
+"""Agents trained by this project, shipped in rl-zoo3's ``rl-trained-agents`` layout with a manifest.
+
+::
+
+    rl-trained-agents/
+        manifest.json                         one entry per agent (below)
+        dreamerv2/<env>_1/<env>.zip           the model (DreamerV2.save; no optimiser state)
+        dreamerv2/<env>_1/<env>/config.yml    rl-zoo3's saved hyperparameters, args.yml, env_kwargs.yml
+
+A manifest entry: ``env_id``, ``protocol`` (what the env is), ``path``, ``sha256``, ``steps`` and ``frames``
+trained, the deterministic evaluation (``episodes``, ``mean``, ``std``, ``min``, ``max``), the ``commit`` and
+the command that made it. :func:`load_pretrained` checks the file against its checksum and loads it without
+unpickling (``DreamerV2.load_safe``); ``rl_zoo3 enjoy --algo dreamerv2 --env <env> -f rl-trained-agents`` and
+``python -m rl_zoo3.record_video`` work on the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.type_aliases import GymEnv
+
+from sb3_dreamer.dreamer.dreamer import DreamerV2
+
+DEFAULT_FOLDER = "rl-trained-agents"
+
+
+def read_manifest(folder: str | pathlib.Path = DEFAULT_FOLDER) -> dict[str, dict[str, Any]]:
+    """env id -> manifest entry of the agents in ``folder``."""
+    path = pathlib.Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No manifest.json in {folder}: pass the folder of the shipped agents (rl-trained-agents).")
+    return {entry["env_id"]: entry for entry in json.loads(path.read_text())["agents"]}
+
+
+def load_pretrained(
+    env_id: str, folder: str | pathlib.Path = DEFAULT_FOLDER, env: GymEnv | None = None, device: th.device | str = "auto"
+) -> DreamerV2:
+    """Load a shipped agent after checking its SHA-256 against the manifest, without unpickling anything.
+
+    :raises KeyError: naming the available env ids when ``env_id`` has no agent.
+    """
+    manifest = read_manifest(folder)
+    if env_id not in manifest:
+        raise KeyError(f"No shipped DreamerV2 agent for {env_id!r}; available: {sorted(manifest)}")
+    entry = manifest[env_id]
+    return DreamerV2.load_safe(pathlib.Path(folder) / entry["path"], env=env, device=device, sha256=entry["sha256"])
+
+
+def strip_optimizers(model: DreamerV2) -> None:
+    """Replace the three optimisers by fresh ones (no Adam moments), so a shipped file holds the networks only.
+    Fine-tuning such an agent restarts Adam's moments.
+    """
+    model.policy.make_optimizers(model.lr_schedule(1.0))

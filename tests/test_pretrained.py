@@ -1,0 +1,49 @@
+"""Every shipped agent: its checksum, a safe load, and a score within its manifest's spread; rl-zoo3 enjoys it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.pretrained_agents import evaluate
+from sb3_dreamer.pretrained import load_pretrained, read_manifest
+
+FOLDER = Path(__file__).parents[1] / "rl-trained-agents"
+AGENTS = read_manifest(FOLDER) if (FOLDER / "manifest.json").exists() else {}
+
+
+def test_agents_are_shipped():
+    assert {"CartPole-v1", "Pendulum-v1"} <= set(AGENTS)
+    for entry in AGENTS.values():
+        assert entry["size_bytes"] < 4 * 2**20, entry["env_id"]  # small files (see the manifest for each size)
+
+
+@pytest.mark.parametrize("env_id", sorted(AGENTS))
+def test_shipped_agent_loads_and_scores_within_its_spread(env_id):
+    entry = AGENTS[env_id]
+    model = load_pretrained(env_id, FOLDER)  # checks the SHA-256, unpickles nothing
+    returns = evaluate(model, env_id, episodes=3, first_seed=5000)  # seeds the manifest's evaluation did not use
+    spread = entry["evaluation"]
+    assert spread["min"] <= sum(returns) / len(returns) <= spread["max"], (returns, spread)
+
+
+def test_a_changed_file_is_refused(tmp_path):
+    import shutil
+
+    shutil.copytree(FOLDER, tmp_path / "agents")
+    path = tmp_path / "agents" / AGENTS["CartPole-v1"]["path"]
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="not the one published"):
+        load_pretrained("CartPole-v1", tmp_path / "agents")
+    with pytest.raises(KeyError, match="available"):
+        load_pretrained("Acrobot-v1", FOLDER)
+
+
+def test_rl_zoo3_enjoy_plays_a_shipped_agent(tmp_path):
+    pytest.importorskip("rl_zoo3")
+    command = [sys.executable, "-m", "sb3_dreamer.zoo", "enjoy", "--algo", "dreamerv2", "--env", "CartPole-v1",
+               "-f", str(FOLDER), "-n", "300", "--no-render"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Episode Reward" in result.stdout or "Atari Episode" in result.stdout or "episode" in result.stdout.lower()
