@@ -169,6 +169,11 @@ def test_tensorboard_and_json_logs(tmp_path):
     assert {"train/model_loss", "train/kl", "train/actor_loss", "train/critic_loss"} <= set(frame.columns)
     assert frame["train/model_loss"].notna().any()
     json.loads((run_dir / "progress.json").read_text().splitlines()[-1])
+    last = frame.dropna(subset=["train/post_entropy"]).iloc[-1]
+    max_entropy = model.stoch_size * np.log(model.stoch_classes)  # uniform latents
+    for key in ("train/post_entropy", "train/prior_entropy"):
+        assert 0 <= last[key] <= max_entropy + 1e-4, key
+    assert 0 <= last["train/discount_acc"] <= 1 and last["train/reward_mae"] >= 0 and np.isfinite(last["train/imag_return"])
 
 
 def test_learn_twice_without_reset_continues():

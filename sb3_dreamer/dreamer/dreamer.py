@@ -679,6 +679,7 @@ class DreamerV2(OffPolicyAlgorithm):
             "critic_target": target.detach().mean(),
             "imag_reward": traj.reward.detach().mean(),
             "imag_discount": traj.discount.detach().mean(),
+            "imag_return": target[0].detach().mean(),  # the lambda-return expected from the replayed states
         }
         return BehaviorLoss(a_loss, c_loss, metrics)
 

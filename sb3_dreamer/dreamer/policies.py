@@ -71,6 +71,15 @@ def action_dim(action_space: spaces.Space) -> int:
     )
 
 
+def latent_entropy(logits: th.Tensor) -> th.Tensor:
+    """Mean entropy (nats) of the categorical latents: summed over the S variables, averaged over the rest.
+
+    :param logits: (..., S, K).
+    """
+    log_probs = logits.float().log_softmax(-1)
+    return -(log_probs.exp() * log_probs).sum((-2, -1)).mean()
+
+
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """Within the block, ``module``'s parameters take no gradient (gradients still flow *through* it)."""
@@ -161,14 +170,19 @@ class WorldModel(nn.Module):
             metrics[f"{key}_loss"] = recon
             loss = loss + recon
         reward_target = _REWARD_TRANSFORMS[reward_transform](batch.reward)
-        reward_loss = (0.5 * (self.reward_head(feat).squeeze(-1) - reward_target) ** 2).mean()
+        reward_pred = self.reward_head(feat).squeeze(-1)
+        reward_loss = (0.5 * (reward_pred - reward_target) ** 2).mean()
         loss = loss + reward_scale * reward_loss
         metrics.update(kl_loss=kl_loss, reward_loss=reward_loss)
+        with th.no_grad():  # diagnostics: how sharp the latents are, how well rewards and ends are predicted
+            metrics.update(post_entropy=latent_entropy(post.logits), prior_entropy=latent_entropy(prior_logits))
+            metrics["reward_mae"] = (reward_pred - reward_target).abs().mean()
         if self.discount_head is not None:
             cont_logits = self.discount_head(feat).squeeze(-1)
             discount_loss = F.binary_cross_entropy_with_logits(cont_logits, 1.0 - batch.is_terminal)
             loss = loss + discount_scale * discount_loss
             metrics["discount_loss"] = discount_loss
+            metrics["discount_acc"] = ((cont_logits.detach() > 0) == (batch.is_terminal < 0.5)).float().mean()
         metrics["model_loss"] = loss
         return WorldModelLoss(loss, post, metrics)
 
