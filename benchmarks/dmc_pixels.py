@@ -133,7 +133,11 @@ def main() -> None:
     env = make_vec_env(lambda: make_dmc(args.task, action_repeat=action_repeat), n_envs=1, seed=args.seed)
     model = DreamerV2("CnnPolicy", env, seed=args.seed, device=args.device, **hyperparams)
     start = time.time()
-    model.learn(args.frames // action_repeat, callback=EpisodeLog(curve_path, action_repeat))
+    try:
+        model.learn(args.frames // action_repeat, callback=EpisodeLog(curve_path, action_repeat))
+    except KeyboardInterrupt:  # a run cut short (Ctrl-C, SIGINT) is still evaluated and saved
+        print("interrupted: evaluating and saving the agent as it is", flush=True)
+    model.save(args.out / "model.zip")
     train_s = time.time() - start
     eval_env = make_vec_env(lambda: make_dmc(args.task, action_repeat=action_repeat), n_envs=1, seed=1000)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)

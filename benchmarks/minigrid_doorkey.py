@@ -104,7 +104,11 @@ def main() -> None:
     curve_path.unlink(missing_ok=True)
     model = DreamerV2("CnnPolicy", make_vec_env(make_env, n_envs=1, seed=args.seed), seed=args.seed, **SMALL)
     start = time.time()
-    model.learn(args.steps, callback=EpisodeLog(curve_path, action_repeat=1))
+    try:
+        model.learn(args.steps, callback=EpisodeLog(curve_path, action_repeat=1))
+    except KeyboardInterrupt:  # a run cut short (Ctrl-C, SIGINT) is still evaluated and saved
+        print("interrupted: evaluating and saving the agent as it is", flush=True)
+    model.save(args.out / "model.zip")
     returns, _ = evaluate_policy(
         model, make_vec_env(make_env, n_envs=1, seed=1000), args.eval_episodes, deterministic=True, return_episode_rewards=True
     )
