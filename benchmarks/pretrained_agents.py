@@ -17,15 +17,13 @@ import subprocess
 import sys
 import tempfile
 
-import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.checkpoint import sha256
-from sb3_dreamer.dreamer.dreamer import frames_per_step
 from sb3_dreamer.pretrained import strip_optimizers
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -33,12 +31,13 @@ FOLDER = ROOT / "rl-trained-agents"
 
 
 def evaluate(model: DreamerV2, env_id: str, episodes: int, first_seed: int) -> list[float]:
-    """Deterministic returns of ``episodes`` episodes, env seeds ``first_seed``, ``first_seed + 1``, ...; torch seed 0."""
+    """Deterministic returns of ``episodes`` episodes, the env seeded ``first_seed``, ``first_seed + 1``, ... (one
+    seeded VecEnv per episode, so each episode is the one its seed names); torch seed 0.
+    """
     th.manual_seed(0)
     returns = []
     for episode in range(episodes):
-        env = Monitor(gym.make(env_id))
-        env.reset(seed=first_seed + episode)
+        env = make_vec_env(env_id, n_envs=1, seed=first_seed + episode)
         rewards, _ = evaluate_policy(model, env, n_eval_episodes=1, deterministic=True, return_episode_rewards=True)
         returns.append(float(rewards[0]))
     return returns
@@ -47,18 +46,28 @@ def evaluate(model: DreamerV2, env_id: str, episodes: int, first_seed: int) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True)
-    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=None, help="env steps to train (not with --evaluate-only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--evaluate-only", action="store_true", help="re-evaluate the shipped file, rewrite its entry")
     args = parser.parse_args()
+    target = FOLDER / "dreamerv2" / f"{args.env}_1"
+    if not args.evaluate_only:
+        if args.steps is None:
+            parser.error("--steps is needed to train")
+        train(args, target)
+    write_entry(args, target / f"{args.env}.zip")
+
+
+def train(args: argparse.Namespace, target: pathlib.Path) -> None:
+    """``rl_zoo3 train`` into a temporary folder; the model (optimisers stripped) and its yml files into ``target``."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", "dreamerv2", "--env", args.env,
                    "-n", str(args.steps), "--seed", str(args.seed), "-f", tmp, "--eval-freq", "-1",
                    "--num-threads", str(args.threads)]  # fmt: skip
         subprocess.run(command, check=True)
         run = next((pathlib.Path(tmp) / "dreamerv2").glob(f"{args.env}_*"))
-        target = FOLDER / "dreamerv2" / f"{args.env}_1"
         shutil.rmtree(target, ignore_errors=True)
         (target / args.env).mkdir(parents=True)
         for name in ("config.yml", "args.yml", "env_kwargs.yml"):
@@ -67,10 +76,14 @@ def main() -> None:
         model = DreamerV2.load(run / f"{args.env}.zip")
     strip_optimizers(model)
     model.save(target / f"{args.env}.zip")
-    path = target / f"{args.env}.zip"
-    shipped = DreamerV2.load_safe(path, sha256=sha256(path))
-    returns = evaluate(shipped, args.env, args.eval_episodes, first_seed=1000)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def write_entry(args: argparse.Namespace, path: pathlib.Path) -> None:
+    """Evaluate the shipped file (loaded the safe way) and write its manifest entry."""
+    model = DreamerV2.load_safe(path, sha256=sha256(path))
+    returns = evaluate(model, args.env, args.eval_episodes, first_seed=1000)
+    describe = ["git", "describe", "--always", "--dirty"]
+    commit = subprocess.run(describe, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     entry = {
         "env_id": args.env,
         "protocol": f"gymnasium {args.env}, unmodified (Monitor only)",
@@ -78,7 +91,7 @@ def main() -> None:
         "sha256": sha256(path),
         "size_bytes": path.stat().st_size,
         "steps": int(model.num_timesteps),
-        "frames": int(model.num_timesteps * frames_per_step(None)),
+        "frames": int(model.num_timesteps),  # classic control: one frame per step
         "seed": args.seed,
         "evaluation": {
             "episodes": len(returns),
@@ -90,7 +103,7 @@ def main() -> None:
             "max": round(max(returns), 2),
         },  # fmt: skip
         "commit": commit,
-        "command": f"python benchmarks/pretrained_agents.py --env {args.env} --steps {args.steps} --seed {args.seed}",
+        "command": f"python benchmarks/pretrained_agents.py --env {args.env} --steps {model.num_timesteps} --seed {args.seed}",
     }
     manifest_path = FOLDER / "manifest.json"
     agents = json.loads(manifest_path.read_text())["agents"] if manifest_path.exists() else []

@@ -18,6 +18,7 @@ the classic-control tasks, the DMC presets); ``-conf`` overrides it.
 """
 
 import functools
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ _SCRIPTS = {
     "push_to_hub": "rl_zoo3.push_to_hub",
     "load_from_hub": "rl_zoo3.load_from_hub",
 }
+
+
+CONTINUE_ALL_ENV = "SB3_DREAMER_CONTINUE_ALL_ALGOS"  # "1": -i continues the counters of every algorithm
 
 
 def register_algo() -> None:
@@ -72,7 +76,8 @@ def use_default_config() -> None:
         def learn(self, model: Any) -> None:
             # `-i <model.zip>` (with its replay_buffer.pkl, see --save-replay-buffer) resumes a dreamerv2 run:
             # step and update counters, the frame count and the TensorBoard run continue; -n counts new steps.
-            if not (self.algo == ALGO_NAME and self.trained_agent):
+            every_algo = os.environ.get(CONTINUE_ALL_ENV) == "1"  # set by the Atari benchmark runner
+            if not ((self.algo == ALGO_NAME or every_algo) and self.trained_agent):
                 return super().learn(model)
             model.learn = functools.partial(model.learn, reset_num_timesteps=False)
             try:

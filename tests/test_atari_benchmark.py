@@ -138,14 +138,27 @@ def test_runs_as_ray_tasks_on_a_local_instance(tmp_path, monkeypatch):
 
 
 def test_the_protocol_reaches_the_baselines():
+    import gymnasium as gym
+    from rl_zoo3.utils import get_wrapper_class
+    from stable_baselines3.common.atari_wrappers import EpisodicLifeEnv
+
     spec = runner.RunSpec("dqn", "james_bond", 0)
     assert (
         runner.env_id(spec) == "ALE/Jamesbond-v5"
         and runner.env_id(spec._replace(algo="dreamerv2")) == "sb3_dreamer/Jamesbond-v0"
     )
     params = runner.hyperparameters("dqn")
-    assert params["env_wrapper"] == [{runner.ATARI_WRAPPER: {"terminal_on_life_loss": False}}] and params["frame_stack"] == 4
-    assert runner.BASELINE_ENV_KWARGS == {"frameskip": 1, "repeat_action_probability": 0.25, "full_action_space": True}
-    assert runner.hyperparameters("dreamerv2", {"batch_size": 4})["batch_size"] == 4
+    assert params["frame_stack"] == 4 and runner.hyperparameters("dreamerv2", {"batch_size": 4})["batch_size"] == 4
+    wrapper = get_wrapper_class({"env_wrapper": params["env_wrapper"]})  # as rl-zoo3 builds the env
+    env = wrapper(gym.make("ALE/Pong-v5", **runner.BASELINE_ENV_KWARGS))
+    ale = env.unwrapped.ale
+    assert ale.getFloat("repeat_action_probability") == pytest.approx(0.25) and env.unwrapped._frameskip == 1
+    assert env.action_space.n == 18
+    layer, names = env, []
+    while hasattr(layer, "env"):
+        names.append(type(layer).__name__)
+        assert not isinstance(layer, EpisodicLifeEnv), "a lost life must not end the episode"
+        layer = layer.env
+    assert "MaxAndSkipEnv" in names and "ClipRewardEnv" in names  # the baselines' own preprocessing
     with pytest.raises(ValueError, match="Unknown algorithms"):
         runner.matrix(["pong"], ["a2c"], [0])

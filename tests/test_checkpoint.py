@@ -74,11 +74,12 @@ def test_sigkill_at_a_random_point_loses_nothing_checkpointed(tmp_path):
 
 def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
     uninterrupted = _make()
-    uninterrupted.learn(600, callback=ResumableCheckpointCallback(150, str(tmp_path), keep=1))
-    checkpoint = latest_checkpoint(tmp_path)
-    assert checkpoint.num_timesteps == 304  # the first rollout start after 150 calls of 2 envs
+    uninterrupted.learn(600, callback=ResumableCheckpointCallback(150, str(tmp_path), keep=2))
+    assert latest_checkpoint(tmp_path).num_timesteps == 608  # due in the last rollout: written at the end
+    middle = tmp_path / "dreamerv2_000000000304_steps"  # the first rollout start after 150 calls of 2 envs
+    assert read_checkpoint(middle).num_timesteps == 304
 
-    resumed = DreamerV2.resume(tmp_path)
+    resumed = DreamerV2.resume(middle)
     resumed.learn(600 - resumed.num_timesteps, reset_num_timesteps=False)
     assert (resumed.num_timesteps, resumed._n_updates) == (uninterrupted.num_timesteps, uninterrupted._n_updates)
     assert th.equal(_params(resumed), _params(uninterrupted))
@@ -86,7 +87,7 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(resumed.replay_buffer.storage[key], value)
 
     # With fresh envs the episodes restart: the run continues, but is no longer the same run.
-    fresh = DreamerV2.resume(tmp_path, env=make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    fresh = DreamerV2.resume(middle, env=make_vec_env("CartPole-v1", n_envs=2, seed=0))
     fresh.learn(600 - fresh.num_timesteps, reset_num_timesteps=False)
     assert not th.equal(_params(fresh), _params(uninterrupted))
 
@@ -121,3 +122,20 @@ def test_unpicklable_envs_need_the_env_at_resume(tmp_path):
         DreamerV2.resume(tmp_path)
     resumed = DreamerV2.resume(tmp_path, env=make_vec_env("CartPole-v1", n_envs=2, seed=1))
     resumed.learn(50, reset_num_timesteps=False)
+
+
+def test_simulator_envs_are_not_pickled(tmp_path):
+    pytest.importorskip("ale_py")
+    from sb3_dreamer.common.checkpoint import write_checkpoint
+
+    model = DreamerV2.from_preset("debug", "CnnPolicy", make_vec_env("sb3_dreamer/Pong-v0", n_envs=1, seed=0), seed=0)
+    checkpoint = write_checkpoint(model, tmp_path / "ckpt")  # an ALE emulator would come back in another state
+    assert "envs.pkl" not in checkpoint.files and "model.zip" in checkpoint.files
+
+
+def test_a_replay_folder_is_never_shared(tmp_path):
+    first = DreamerV2.from_preset("debug", "MlpPolicy", "CartPole-v1", seed=0, replay_dir=str(tmp_path / "replay"))
+    first.learn(70)
+    second = DreamerV2.from_preset("debug", "MlpPolicy", "CartPole-v1", seed=1, replay_dir=str(tmp_path / "replay"))
+    with pytest.raises(ValueError, match="already holds a replay"):
+        second.learn(70)

@@ -1,6 +1,7 @@
 """Loading without unpickling, checksums, and clear errors for damaged files and mismatched envs."""
 
 import io
+import json
 import zipfile
 
 import gymnasium as gym
@@ -38,7 +39,7 @@ def test_spaces_round_trip_as_plain_data():
     assert decode_space(encode_space(gym.spaces.Discrete(5, start=1))) == gym.spaces.Discrete(5, start=1)
 
 
-def test_safe_load_refuses_what_it_cannot_trust(tmp_path):
+def test_safe_load_refuses_what_it_cannot_trust(tmp_path, capsys):
     model = DreamerV2.from_preset("debug", "MlpPolicy", "CartPole-v1", seed=0)
     model.save(tmp_path / "agent")
     path = tmp_path / "agent.zip"
@@ -52,6 +53,12 @@ def test_safe_load_refuses_what_it_cannot_trust(tmp_path):
     _rewrite(path, tmp_path / "pickled.zip", {"policy.pth": _torch_bytes({"weight": Payload()})})
     with pytest.raises(ValueError, match="more than tensors and plain data"):
         DreamerV2.load_safe(tmp_path / "pickled.zip")
+    assert "pickled code ran" not in capsys.readouterr().out
+    spec = json.loads(zipfile.ZipFile(path).read(SPEC))
+    spec["hyperparameters"]["replay_dir"] = "/somewhere/else"  # a path from an untrusted file is never taken
+    _rewrite(path, tmp_path / "paths.zip", {SPEC: json.dumps(spec)})
+    with pytest.raises(ValueError, match="unexpected entries"):
+        DreamerV2.load_safe(tmp_path / "paths.zip")
     _rewrite(path, tmp_path / "nospec.zip", {SPEC: None})
     with pytest.raises(ValueError, match="only if you trust its source"):
         DreamerV2.load_safe(tmp_path / "nospec.zip")
@@ -83,3 +90,13 @@ def _rewrite(source, target, replace: dict) -> None:
                 new.writestr(name, old.read(name))
             elif replace[name] is not None:
                 new.writestr(name, replace[name])
+
+
+def test_safe_load_into_several_envs_and_numpy_hyperparameters(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = DreamerV2.from_preset("debug", "MlpPolicy", "CartPole-v1", seed=0, batch_size=np.int64(4))
+    model.save(tmp_path / "agent")  # numpy scalars are written as plain numbers
+    loaded = DreamerV2.load_safe(tmp_path / "agent.zip", env=make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    assert loaded.n_envs == 2 and loaded.batch_size == 4
+    loaded.learn(80)

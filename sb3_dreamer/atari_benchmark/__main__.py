@@ -46,13 +46,18 @@ def _matrix_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> runner.Settings:
     saved = args.out / "settings.json"
     if args.frames is None and saved.is_file():
+        if args.command == "run" and (args.override or args.max_episode_frames):
+            print(f"note: --frames not given, so the settings of {saved} are used as they are (--override ignored)")
         return runner.Settings(**json.loads(saved.read_text()))
     if args.frames is None:
         raise SystemExit(f"--frames is needed ({saved} does not exist yet)")
+    defaults = runner.Settings(frames=args.frames)  # `status` has only the matrix arguments
     return runner.Settings(
-        frames=args.frames, evaluations=args.evaluations, eval_episodes=args.eval_episodes, checkpoints=args.checkpoints,
-        threads=args.threads, overrides=_overrides(args.override), device=args.device,
-        max_episode_frames=args.max_episode_frames,
+        frames=args.frames, evaluations=getattr(args, "evaluations", defaults.evaluations),
+        eval_episodes=getattr(args, "eval_episodes", defaults.eval_episodes),
+        checkpoints=getattr(args, "checkpoints", defaults.checkpoints), threads=getattr(args, "threads", defaults.threads),
+        overrides=_overrides(getattr(args, "override", [])), device=getattr(args, "device", defaults.device),
+        max_episode_frames=getattr(args, "max_episode_frames", None),
     )  # fmt: skip
 
 

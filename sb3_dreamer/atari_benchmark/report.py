@@ -14,11 +14,13 @@ import numpy as np
 
 from sb3_dreamer.atari_benchmark import scores
 from sb3_dreamer.atari_benchmark.runner import ALGOS
+from sb3_dreamer.envs.atari import FRAMES_PER_STEP
 
 PROTOCOL = (
     "sticky actions 0.25, full action set (18), no life-loss terminal, 4 frames per agent step, raw game score; "
     "DreamerV2 sees 64x64 grayscale single frames, PPO/DQN/QR-DQN rl-zoo3's 84x84 grayscale 4-frame stacks "
-    "(rewards clipped for their training only); evaluation: rl-zoo3's EvalCallback, stochastic actions"
+    "(rewards clipped for their training only, FIRE pressed on reset by SB3's AtariWrapper); evaluation: "
+    "rl-zoo3's EvalCallback, stochastic actions"
 )
 
 
@@ -86,7 +88,8 @@ def write_report(out: str | pathlib.Path, rule: str = scores.DEFAULT_RULE, reps:
 
     lines = [
         "# Atari benchmark report\n\n",
-        f"Budget: **{budget:,.0f} frames** per run ({budget / 4:,.0f} agent steps); games: {', '.join(games) or '-'}; ",
+        f"Budget: **{budget:,.0f} frames** per run ({budget / FRAMES_PER_STEP:,.0f} agent steps); ",
+        f"games: {', '.join(games) or '-'}; ",
         f"algorithms: {', '.join(algos) or '-'}; final-score rule: `{rule}` ({scores.FINAL_RULES[rule]}).\n\n",
         f"Protocol: {PROTOCOL}.\n\n",
         f"Settings: `{json.dumps(settings)}`\n\n",

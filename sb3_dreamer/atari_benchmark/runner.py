@@ -19,8 +19,10 @@ Layout of ``out/``::
         zoo/              rl-zoo3's log folder(s), one per attempt (evaluations.npz, monitor files, model)
         result.json       written last: the evaluation curve (frames, returns) and wall time
 
-A run with ``result.json`` is skipped; one with a checkpoint resumes from it (``-i``, replay included); a
-failed run is recorded and the others go on.
+A run with ``result.json`` is skipped; one with a checkpoint resumes from it (``-i``, replay included, step
+counters continued for every algorithm; SB3's schedules, e.g. DQN's exploration, restart from the resume
+point); a failed run is recorded and the others go on. SB3's ``AtariWrapper`` also presses FIRE on reset in
+games that have it (the baselines' own preprocessing; DreamerV2 does not).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -42,6 +44,7 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_dreamer.envs.atari import FRAMES_PER_STEP, ale_name
+from sb3_dreamer.zoo import CONTINUE_ALL_ENV
 
 ALGOS: tuple[str, ...] = ("dreamerv2", "ppo", "dqn", "qrdqn")
 BASELINE_ENV_KWARGS = {"frameskip": 1, "repeat_action_probability": 0.25, "full_action_space": True}
@@ -77,7 +80,7 @@ class Settings(NamedTuple):
     eval_episodes: int = 5
     checkpoints: int = 10
     threads: int = 1
-    overrides: dict[str, dict[str, Any]] = {}
+    overrides: dict[str, dict[str, Any]] | None = None
     device: str = "auto"
     max_episode_frames: int | None = None
 
@@ -132,15 +135,21 @@ class RunCheckpointCallback(BaseCallback):
         return True
 
     def _save(self) -> None:
-        final, temporary = self.run_dir / "checkpoint", self.run_dir / ".checkpoint.partial"
+        """Write into a temporary folder, move the old checkpoint aside, move the new one in, delete the old:
+        at every instant ``checkpoint/`` is absent or complete (a resume then uses ``.checkpoint.old``).
+        """
+        final, temporary, old = (self.run_dir / name for name in ("checkpoint", ".checkpoint.partial", ".checkpoint.old"))
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
         self.model.save(temporary / "model.zip")
         if getattr(self.model, "replay_buffer", None) is not None:
             self.model.save_replay_buffer(temporary / "replay_buffer.pkl")  # type: ignore[attr-defined]
         _write_json(temporary / "progress.json", {"num_timesteps": self.num_timesteps})
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
         os.replace(temporary, final)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_json(path: pathlib.Path, data: Any) -> None:
@@ -168,7 +177,17 @@ def run_dir(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
     return out / "runs" / spec.algo / spec.game / f"seed{spec.seed}"
 
 
-def _command(spec: RunSpec, settings: Settings, directory: pathlib.Path, steps_left: int, resume: bool) -> list[str]:
+def _checkpoint(directory: pathlib.Path) -> pathlib.Path | None:
+    """The run's complete checkpoint folder (``.checkpoint.old`` when killed while swapping), or None."""
+    for name in ("checkpoint", ".checkpoint.old"):
+        if (directory / name / "model.zip").is_file() and (directory / name / "progress.json").is_file():
+            return directory / name
+    return None
+
+
+def _command(
+    spec: RunSpec, settings: Settings, directory: pathlib.Path, steps_left: int, checkpoint: pathlib.Path | None
+) -> list[str]:
     eval_freq = max(settings.steps // settings.evaluations, 1)
     command = [
         sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", spec.algo, "--env", env_id(spec),
@@ -184,13 +203,13 @@ def _command(spec: RunSpec, settings: Settings, directory: pathlib.Path, steps_l
         )
     if env_kwargs:
         command += ["--env-kwargs", *(f"{k}:{v}" for k, v in env_kwargs.items())]
-    if resume:
-        command += ["-i", str(directory / "checkpoint" / "model.zip")]
+    if checkpoint is not None:
+        command += ["-i", str(checkpoint / "model.zip")]
     return command
 
 
 def _write_conf(spec: RunSpec, settings: Settings, directory: pathlib.Path) -> None:
-    params = hyperparameters(spec.algo, settings.overrides.get(spec.algo))
+    params = hyperparameters(spec.algo, (settings.overrides or {}).get(spec.algo))
     n_envs = int(params.get("n_envs", 1))
     save_freq = max(settings.steps // max(settings.checkpoints, 1) // n_envs, 1)
     callback = {f"{__name__}.RunCheckpointCallback": {"save_freq": save_freq, "run_dir": str(directory)}}
@@ -200,23 +219,23 @@ def _write_conf(spec: RunSpec, settings: Settings, directory: pathlib.Path) -> N
 
 
 def evaluation_curve(spec: RunSpec, directory: pathlib.Path) -> tuple[list[float], list[float]]:
-    """(frames, mean returns) of the run's evaluations over all its attempts, in order.
-
-    rl-zoo3's ``-i`` restarts the baselines' step counters (DreamerV2's continue), so each attempt's steps are
-    offset by the checkpoint it started from.
+    """(frames, mean returns) of the run's evaluations over all its attempts, in order. Step counters continue
+    across attempts; an attempt's evaluations at or after the step the next attempt resumed from are dropped
+    (that stretch was trained again; the evaluation at that very step was of the checkpointed agent).
     """
     frames: list[float] = []
     returns: list[float] = []
-    state = _read_json(directory / "run.json") or {}
-    for attempt in state.get("attempts", []):
-        path = pathlib.Path(attempt["zoo_dir"]) / "evaluations.npz"
-        if not path.is_file():
+    attempts = (_read_json(directory / "run.json") or {}).get("attempts", [])
+    for index, attempt in enumerate(attempts):
+        path = pathlib.Path(attempt.get("zoo_dir", "")) / "evaluations.npz"
+        if not attempt.get("zoo_dir") or not path.is_file():
             continue
         data = np.load(path)
-        offset = 0 if spec.algo == "dreamerv2" else attempt["start_step"]
+        until = attempts[index + 1]["start_step"] if index + 1 < len(attempts) else float("inf")
         for step, results in zip(data["timesteps"], data["results"]):
-            frames.append(float((step + offset) * FRAMES_PER_STEP))
-            returns.append(float(np.mean(results)))
+            if step <= until:
+                frames.append(float(step * FRAMES_PER_STEP))
+                returns.append(float(np.mean(results)))
     return frames, returns
 
 
@@ -232,21 +251,21 @@ def run_one(spec: RunSpec, settings: Settings, out: str | pathlib.Path) -> RunRe
         return RunResult(spec, "skipped", "already done")
     directory.mkdir(parents=True, exist_ok=True)
     state = _read_json(directory / "run.json") or {"spec": spec._asdict(), "attempts": []}
-    progress = _read_json(directory / "checkpoint" / "progress.json")
-    start_step = int(progress["num_timesteps"]) if progress else 0
-    resume = progress is not None
+    checkpoint = _checkpoint(directory)
+    start_step = int(_read_json(checkpoint / "progress.json")["num_timesteps"]) if checkpoint else 0
     if start_step >= settings.steps:  # killed after its last checkpoint: nothing left to train
         return _finish(spec, settings, directory, state)
     _write_conf(spec, settings, directory)
     before = set((directory / "zoo").glob("*/*"))
-    attempt = {"start_step": start_step, "started": time.time(), "resumed": resume}
+    attempt = {"start_step": start_step, "started": time.time(), "resumed": checkpoint is not None}
     state.update(status="running", host=os.uname().nodename)
     state["attempts"].append(attempt)
     _write_json(directory / "run.json", state)
     log_path = directory / f"attempt{len(state['attempts'])}.log"
     with open(log_path, "w") as log:
-        command = _command(spec, settings, directory, settings.steps - start_step, resume)
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        command = _command(spec, settings, directory, settings.steps - start_step, checkpoint)
+        environment = {**os.environ, CONTINUE_ALL_ENV: "1"}  # -i continues every algorithm's counters
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False).returncode
     zoo_dir = _newest_zoo_dir(directory, before)
     attempt.update(finished=time.time(), returncode=code, zoo_dir=str(zoo_dir) if zoo_dir else "", log=str(log_path))
     if code != 0:
@@ -293,9 +312,9 @@ def run_matrix(
     if ray_address is None:
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             results = []
-            for result in pool.map(lambda spec: run_one(spec, settings, out), specs):
-                report(result)
-                results.append(result)
+            for future in as_completed([pool.submit(run_one, spec, settings, out) for spec in specs]):
+                report(future.result())
+                results.append(future.result())
             return results
     import ray
 

@@ -85,7 +85,14 @@ class SequenceReplayBuffer:
     def _allocate(self) -> dict[str, np.ndarray]:
         if self.storage_dir is None:
             return {key: np.zeros(shape, dtype) for key, (shape, dtype) in self._layout().items()}
-        pathlib.Path(self.storage_dir).mkdir(parents=True, exist_ok=True)
+        folder = pathlib.Path(self.storage_dir)
+        if any(self._file(key).exists() for key in self._layout()):
+            raise ValueError(
+                f"replay_dir {folder} already holds a replay (another run's, or an earlier one of this run): "
+                "give each run its own empty folder, or delete the old files; to continue a run, load its "
+                "saved buffer (load_replay_buffer / DreamerV2.resume), which reopens them."
+            )
+        folder.mkdir(parents=True, exist_ok=True)
         return {
             key: np.lib.format.open_memmap(self._file(key), mode="w+", dtype=dtype, shape=shape)
             for key, (shape, dtype) in self._layout().items()
@@ -104,7 +111,10 @@ class SequenceReplayBuffer:
         if self.storage_dir is not None and self.storage is None and self.count.any():
             missing = [str(self._file(k)) for k in self._layout() if not self._file(k).exists()]
             if missing:
-                raise FileNotFoundError(f"The memory-mapped replay files are gone: {missing}.")
+                raise FileNotFoundError(
+                    f"The memory-mapped replay files are gone: {missing}. The saved buffer only points to them; "
+                    "restore the folder, or continue without this replay (a fresh buffer)."
+                )
             self.storage = {key: np.load(self._file(key), mmap_mode="r+") for key in self._layout()}
 
     def bytes_per_step(self) -> int:

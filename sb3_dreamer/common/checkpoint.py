@@ -6,8 +6,8 @@ A checkpoint is a folder ``<save_path>/<prefix>_<steps>_steps/``::
     replay.pkl       the replay buffer, with its sampling generator
     state.pt         random states (python, numpy, torch, CUDA, action space), the acting latent, the grad
                      scaler (loads with ``weights_only=True``)
-    envs.pkl         the VecEnv itself (cloudpickle), when it can be pickled (DummyVecEnv of Python envs);
-                     otherwise absent, and a resumed run starts new episodes
+    envs.pkl         the VecEnv itself (cloudpickle), when it can be pickled faithfully (a DummyVecEnv of
+                     pure-Python envs); otherwise absent, and a resumed run starts new episodes
     checkpoint.json  written last: counters and the SHA-256 of every file above
 
 The folder is written under a hidden temporary name and renamed into place, so a process killed mid-write
@@ -28,6 +28,7 @@ import cloudpickle
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 if TYPE_CHECKING:
     from sb3_dreamer.dreamer.dreamer import DreamerV2
@@ -83,11 +84,20 @@ def restore_random_state(model: DreamerV2, state: dict[str, Any]) -> None:
         th.cuda.set_rng_state_all(state["cuda"])
 
 
+# Simulators whose state lives in C: their envs pickle, but come back in another state (an ALE emulator
+# restarts, MuJoCo's physics is rebuilt), so they are never pickled.
+_SIMULATOR_MODULES = ("ale_py", "shimmy", "dm_control", "mujoco", "gymnasium.envs.mujoco", "gymnasium.envs.box2d")
+
+
 def _pickle_envs(model: DreamerV2, target: pathlib.Path) -> bool:
     env = model.get_env()
+    if env is None or not isinstance(env.unwrapped, DummyVecEnv):
+        return False
+    if any(type(e.unwrapped).__module__.startswith(_SIMULATOR_MODULES) for e in env.unwrapped.envs):
+        return False
     try:
         payload = cloudpickle.dumps(env)
-    except Exception:  # SubprocVecEnv, simulators holding C handles: the resumed run starts new episodes
+    except Exception:  # an env holding an unpicklable handle: the resumed run starts new episodes
         return False
     target.write_bytes(payload)
     return True
@@ -131,7 +141,10 @@ def read_checkpoint(folder: str | pathlib.Path, verify: bool = True) -> Checkpoi
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise ValueError(f"{folder} is not a complete DreamerV2 checkpoint: it has no {MANIFEST}.")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{manifest_path} is damaged ({error}); resume from an earlier checkpoint.") from error
     if verify:
         for name, digest in manifest["files"].items():
             if not (folder / name).is_file() or sha256(folder / name) != digest:
@@ -157,7 +170,10 @@ def latest_checkpoint(path: str | pathlib.Path, verify: bool = True) -> Checkpoi
     for folder in path.iterdir() if path.is_dir() else []:
         if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
             continue
-        candidates.append(read_checkpoint(folder, verify=False))
+        try:
+            candidates.append(read_checkpoint(folder, verify=False))
+        except (ValueError, KeyError):  # an unreadable manifest: skipped like a damaged file
+            continue
     for candidate in sorted(candidates, key=lambda c: c.num_timesteps, reverse=True):
         try:
             return read_checkpoint(candidate.path, verify) if verify else candidate
@@ -201,16 +217,23 @@ class ResumableCheckpointCallback(BaseCallback):
         return True
 
     def _on_rollout_start(self) -> None:
-        if not self._due:
-            return
+        if self._due:
+            self._write()
+
+    def _on_training_end(self) -> None:
+        if self._due:  # due during the last rollout: learn() ends after its update, a consistent point too
+            self._write()
+
+    def _write(self) -> None:
         self._due = False
         folder = self.save_path / f"{self.name_prefix}_{self.model.num_timesteps:012d}_steps"
         write_checkpoint(self.model, folder, self.save_envs)  # type: ignore[arg-type]
         if self.verbose >= 1:
             print(f"Checkpoint written to {folder}")
-        self._prune()
+        self._prune(keep=folder)
 
-    def _prune(self) -> None:
-        folders = sorted(p for p in self.save_path.glob(f"{self.name_prefix}_*_steps") if (p / MANIFEST).is_file())
-        for old in folders[: -self.keep]:
+    def _prune(self, keep: pathlib.Path) -> None:
+        """Delete all but the newest ``self.keep`` checkpoints, never the one just written."""
+        folders = sorted(p for p in self.save_path.glob(f"{self.name_prefix}_*_steps") if p != keep)
+        for old in folders[: max(len(folders) - (self.keep - 1), 0)]:
             shutil.rmtree(old, ignore_errors=True)

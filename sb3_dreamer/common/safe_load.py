@@ -15,6 +15,7 @@ import json
 import pathlib
 import pickle
 import zipfile
+import zlib
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -98,14 +99,18 @@ def read_safe(path: str | pathlib.Path, expected_sha256: str | None = None, devi
                 )
             spec = json.loads(archive.read(SPEC))
             payload = archive.read("policy.pth")
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{path} is not a complete zip file (truncated or damaged); get it again.") from error
+    except (zipfile.BadZipFile, zlib.error, EOFError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a complete model zip (truncated or damaged: {error}); get it again.") from error
+    except KeyError as error:
+        raise ValueError(f"{path} has no policy.pth: not a DreamerV2 model zip.") from error
     try:
         state_dict = th.load(io.BytesIO(payload), map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path}: policy.pth holds more than tensors and plain data, which a safe load refuses ({error})."
         ) from error
+    except RuntimeError as error:  # a damaged tensor archive
+        raise ValueError(f"{path}: policy.pth is damaged ({error}); get the file again.") from error
     if spec.get("format") != FORMAT:
         raise ValueError(f"{path}: {SPEC} format {spec.get('format')!r} is not {FORMAT}; upgrade sb3_dreamer.")
     return SafeModel(spec, state_dict)

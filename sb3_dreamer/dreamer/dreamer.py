@@ -406,12 +406,11 @@ class DreamerV2(OffPolicyAlgorithm):
 
     def plain_spec(self) -> dict[str, Any]:
         """The policy alias, the hyperparameters, spaces and counters as JSON-able data (see :meth:`load_safe`)."""
-        skip = {"self", "policy", "env", "policy_kwargs", "tensorboard_log", "verbose", "device", "_init_setup_model"}
         named = {"train_freq": self.train_freq.frequency, "stats_window_size": self._stats_window_size}
         hyperparameters = {}
-        for name in inspect.signature(DreamerV2.__init__).parameters:
-            if name not in skip:
-                hyperparameters[name] = named[name] if name in named else getattr(self, name)
+        for name in _SPEC_HYPERPARAMETERS:
+            value = named[name] if name in named else getattr(self, name)
+            hyperparameters[name] = value.item() if isinstance(value, np.generic) else value
         if callable(self.learning_rate):  # a schedule is code: keep its value at the start
             hyperparameters["learning_rate"] = float(self.learning_rate(1.0))
         policy_name = {cls: name for name, cls in self.policy_aliases.items()}.get(self.policy_class)
@@ -442,18 +441,22 @@ class DreamerV2(OffPolicyAlgorithm):
                 f"{path} uses a custom policy class or non-plain policy_kwargs, which cannot be rebuilt from plain "
                 "data; use DreamerV2.load only if you trust its source."
             )
+        unknown = set(spec["hyperparameters"]) - set(_SPEC_HYPERPARAMETERS)
+        if unknown:  # the file is untrusted: only the hyperparameters we write are taken (no paths, no logging)
+            raise ValueError(f"{path}: unexpected entries {sorted(unknown)} in its sb3_dreamer.json; refusing it.")
         model = cls(
             spec["policy"], None, device=device, policy_kwargs=spec["policy_kwargs"], _init_setup_model=False,
             **spec["hyperparameters"],
         )  # fmt: skip
         model.observation_space = decode_space(spec["observation_space"])
         model.action_space = decode_space(spec["action_space"])
-        model.n_envs = 1
+        vec_env = None if env is None else cls._wrap_env(env)
+        model.n_envs = 1 if vec_env is None else vec_env.num_envs
         model._setup_model()
         model.policy.load_state_dict({k: v.to(model.device) for k, v in state_dict.items()})
         model.num_timesteps, model._n_updates = spec["num_timesteps"], spec["n_updates"]
-        if env is not None:
-            model.set_env(env)
+        if vec_env is not None:
+            model.set_env(vec_env)
         return model
 
     @classmethod
@@ -764,5 +767,13 @@ class DreamerV2(OffPolicyAlgorithm):
             progress_bar=progress_bar,
         )
 
+
+# The constructor arguments a saved spec carries (and load_safe accepts): no env, paths, logging or device.
+_SPEC_HYPERPARAMETERS: tuple[str, ...] = tuple(
+    name
+    for name in inspect.signature(DreamerV2.__init__).parameters
+    if name not in {"self", "policy", "env", "policy_kwargs", "tensorboard_log", "verbose", "device", "_init_setup_model",
+                    "replay_dir"}
+)  # fmt: skip
 
 __all__ = ["DreamerV2"]

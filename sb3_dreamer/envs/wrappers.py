@@ -37,16 +37,16 @@ class ResizeImage(gym.ObservationWrapper):
         super().__init__(env)
         self.size = tuple(size)
         space = env.observation_space
-        if isinstance(space, spaces.Dict):
-            self.keys = [key for key, value in space.spaces.items() if _is_image(value)]
+        self.is_dict = isinstance(space, spaces.Dict)
+        self.keys = [k for k, v in space.spaces.items() if _is_image(v)] if isinstance(space, spaces.Dict) else []
+        if isinstance(space, spaces.Dict) and self.keys:
             self.observation_space = spaces.Dict(
                 {k: self._resized(v) if k in self.keys else v for k, v in space.spaces.items()}
             )
         elif _is_image(space):
-            self.keys = []
             self.observation_space = self._resized(space)
         else:
-            raise ValueError(f"ResizeImage needs uint8 image observations (HxW or HxWxC), got {space}.")
+            raise ValueError(f"ResizeImage needs uint8 image observations (HxW or HxWxC, alone or in a Dict), got {space}.")
 
     def _resized(self, space: spaces.Box) -> spaces.Box:
         channels = space.shape[2] if len(space.shape) == 3 else 1
@@ -60,7 +60,7 @@ class ResizeImage(gym.ObservationWrapper):
         return image.reshape(*self.size, -1)
 
     def observation(self, observation: Any) -> Any:
-        if not self.keys:
+        if not self.is_dict:
             return self._resize(observation)
         return {k: self._resize(v) if k in self.keys else v for k, v in observation.items()}
 
