@@ -99,15 +99,25 @@ class SequenceReplayBuffer:
         }
 
     def __getstate__(self) -> dict[str, Any]:
+        """Pickle the rows written so far (not the whole reserved capacity), or, memory-mapped, only a pointer."""
         state = dict(self.__dict__)
-        if self.storage_dir is not None and self.storage is not None:
+        if self.storage is None:
+            return state
+        if self.storage_dir is not None:
             for array in self.storage.values():
                 array.flush()  # type: ignore[attr-defined]
             state["storage"] = None  # a pointer to the folder, not a copy
+            return state
+        rows = self.capacity if (self.count >= self.capacity).any() else int(self.pos.max())
+        state["storage"] = {key: array[:rows] for key, array in self.storage.items()}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if self.storage_dir is None and self.storage is not None and len(next(iter(self.storage.values()))) < self.capacity:
+            written, self.storage = self.storage, self._allocate()
+            for key, array in written.items():
+                self.storage[key][: len(array)] = array
         if self.storage_dir is not None and self.storage is None and self.count.any():
             missing = [str(self._file(k)) for k in self._layout() if not self._file(k).exists()]
             if missing:
