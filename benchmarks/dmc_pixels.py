@@ -121,6 +121,15 @@ def main() -> None:
         curve = pd.read_csv(args.out / "curve.csv")
         plot(curve, args.out, args.preset, args.task)
         frames = int(curve["frames"].max())
+        summary = {
+            "task": f"dmc {args.task}, 64x64 pixels, action repeat 2", "preset": args.preset, "cut_short": True,
+            "frames": frames, "updates": int(curve["updates"].max()), "train_wall_s": float(curve["wall_s"].max()),
+            "episodes": len(curve), "training_returns": curve["return"].round(1).tolist(),
+            "last5_training_returns_mean": round(float(curve["return"].tail(5).mean()), 1),
+            "published_dreamerv2_median_at_frames": published_median(args.task, frames),
+        }  # fmt: skip
+        if not (args.out / "summary.json").exists() or json.loads((args.out / "summary.json").read_text()).get("cut_short"):
+            (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"{len(curve)} episodes to {frames} frames; published median there: {published_median(args.task, frames)}")
         return
     os.environ.setdefault("MUJOCO_GL", "egl")
