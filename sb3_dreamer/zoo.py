@@ -17,7 +17,7 @@ The default hyperparameter file is :data:`DEFAULT_CONFIG` (``atari`` for every `
 the classic-control tasks, the DMC presets); ``-conf`` overrides it.
 """
 
-import functools
+import contextlib
 import os
 import runpy
 import sys
@@ -79,11 +79,24 @@ def use_default_config() -> None:
             every_algo = os.environ.get(CONTINUE_ALL_ENV) == "1"  # set by the Atari benchmark runner
             if not ((self.algo == ALGO_NAME or every_algo) and self.trained_agent):
                 return super().learn(model)
-            model.learn = functools.partial(model.learn, reset_num_timesteps=False)
+            # rl-zoo3's learn(), with reset_num_timesteps=False (nothing patched onto the model, which callbacks
+            # may save mid-run).
+            kwargs: dict[str, Any] = {"reset_num_timesteps": False}
+            if self.log_interval > -1:
+                kwargs["log_interval"] = self.log_interval
+            elif self.log_interval < -1:
+                kwargs["log_interval"] = None
+            if self.callbacks:
+                kwargs["callback"] = self.callbacks
             try:
-                super().learn(model)
+                model.learn(self.n_timesteps, **kwargs)
+            except KeyboardInterrupt:  # as rl-zoo3: the model is saved after an interruption
+                pass
             finally:
-                del model.learn  # the instance attribute only; the model is saved after this
+                if self.callbacks:
+                    self.callbacks[0].on_training_end()
+                with contextlib.suppress(EOFError):
+                    model.env.close()
 
     ExperimentManager.__qualname__ = exp_manager.ExperimentManager.__qualname__
     ExperimentManager.__module__ = exp_manager.__name__
