@@ -158,7 +158,7 @@ def _plot_curves(results: list[dict[str, Any]], games: list[str], algos: list[st
                 ax.plot(*curve, marker=".", label=algo)
         published = _published_median(game, max(budget, 1e6))
         if published is not None:
-            ax.plot(*published, color="gray", ls="--", label="published DreamerV2 (median)")
+            ax.plot(*published, color="gray", ls="--", marker="x", label="published DreamerV2 (median of seeds)")
         row = scores.normalisation_table()[game]
         ax.axhline(row["random"], color="k", lw=0.5, ls=":", label="random")
         ax.set(title=game, xlabel="frames", ylabel="eval return")
