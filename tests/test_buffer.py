@@ -152,12 +152,12 @@ def test_a_saved_buffer_holds_the_rows_written_not_the_capacity():
     import pickle
 
     image = spaces.Box(0, 255, (1, 64, 64), np.uint8)
-    buffer = SequenceReplayBuffer(100_000, image, spaces.Discrete(4), n_envs=2, seed=0)
+    buffer = SequenceReplayBuffer(20_000, image, spaces.Discrete(4), n_envs=2, seed=0)
     frame = np.full((2, 1, 64, 64), 7, np.uint8)
     for _ in range(30):
         buffer.add(frame, frame, np.array([1, 2]), np.zeros(2, np.float32), np.zeros(2, bool), [{}, {}])
     payload = pickle.dumps(buffer)
-    assert len(payload) < 40 * 2 * 64 * 64 * 2  # ~31 rows x 2 streams of frames, not 50,000 rows
+    assert len(payload) < 40 * 2 * 64 * 64 * 2  # ~31 rows x 2 streams of frames, not 10,000 rows
     restored = pickle.loads(payload)
     assert restored.storage["obs/obs"].shape == buffer.storage["obs/obs"].shape  # full capacity again
     for key, value in buffer.storage.items():
