@@ -1,7 +1,9 @@
 """Train, evaluate and ship an agent into ``rl-trained-agents/`` (rl-zoo3's layout) with its manifest entry.
 
     python benchmarks/pretrained_agents.py --env CartPole-v1 --steps 10000
-    python benchmarks/pretrained_agents.py --env Pendulum-v1 --steps 20000
+    python benchmarks/pretrained_agents.py --env Pendulum-v1 --steps 10000
+    MUJOCO_GL=egl python benchmarks/pretrained_agents.py --env sb3_dreamer/DMC-cartpole-balance-v0 \
+        --from-model <dmc_pixels.py's model.zip> --trained-by "benchmarks/dmc_pixels.py --frames 12000 --threads 1"
 
 Training is ``rl_zoo3 train`` with the yml's settings for the env (the ones the classic-control benchmark
 measures). The shipped zip has its optimiser states stripped (networks only, ~2.7 MB for the classic
@@ -24,6 +26,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.checkpoint import sha256
+from sb3_dreamer.dreamer.dreamer import frames_per_step
 from sb3_dreamer.pretrained import strip_optimizers
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -51,13 +54,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--evaluate-only", action="store_true", help="re-evaluate the shipped file, rewrite its entry")
+    parser.add_argument("--from-model", type=pathlib.Path, default=None, help="ship this trained model instead")
+    parser.add_argument("--trained-by", default=None, help="the command that trained --from-model (for the manifest)")
+    parser.add_argument("--protocol", default=None, help="what the env is, for the manifest (default: unmodified)")
     args = parser.parse_args()
-    target = FOLDER / "dreamerv2" / f"{args.env}_1"
-    if not args.evaluate_only:
+    name = args.env.replace("/", "-")  # rl-zoo3's folder name for an id
+    target = FOLDER / "dreamerv2" / f"{name}_1"
+    if args.from_model is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        model = DreamerV2.load(args.from_model)
+        strip_optimizers(model)
+        model.save(target / f"{name}.zip")
+    elif not args.evaluate_only:
         if args.steps is None:
             parser.error("--steps is needed to train")
         train(args, target)
-    write_entry(args, target / f"{args.env}.zip")
+    write_entry(args, target / f"{name}.zip")
 
 
 def train(args: argparse.Namespace, target: pathlib.Path) -> None:
@@ -82,16 +94,20 @@ def write_entry(args: argparse.Namespace, path: pathlib.Path) -> None:
     """Evaluate the shipped file (loaded the safe way) and write its manifest entry."""
     model = DreamerV2.load_safe(path, sha256=sha256(path))
     returns = evaluate(model, args.env, args.eval_episodes, first_seed=1000)
+    repeat = frames_per_step(make_vec_env(args.env, n_envs=1))
+    trained_by = (
+        args.trained_by or f"benchmarks/pretrained_agents.py --env {args.env} --steps {model.num_timesteps} --seed {args.seed}"
+    )
     describe = ["git", "describe", "--always", "--dirty"]
     commit = subprocess.run(describe, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     entry = {
         "env_id": args.env,
-        "protocol": f"gymnasium {args.env}, unmodified (Monitor only)",
+        "protocol": args.protocol or f"gymnasium {args.env}, unmodified",
         "path": str(path.relative_to(FOLDER)),
         "sha256": sha256(path),
         "size_bytes": path.stat().st_size,
         "steps": int(model.num_timesteps),
-        "frames": int(model.num_timesteps),  # classic control: one frame per step
+        "frames": int(model.num_timesteps * repeat),
         "seed": args.seed,
         "evaluation": {
             "episodes": len(returns),
@@ -103,7 +119,7 @@ def write_entry(args: argparse.Namespace, path: pathlib.Path) -> None:
             "max": round(max(returns), 2),
         },  # fmt: skip
         "commit": commit,
-        "command": f"python benchmarks/pretrained_agents.py --env {args.env} --steps {model.num_timesteps} --seed {args.seed}",
+        "command": f"python {trained_by}",
     }
     manifest_path = FOLDER / "manifest.json"
     agents = json.loads(manifest_path.read_text())["agents"] if manifest_path.exists() else []
