@@ -98,6 +98,8 @@ def test_resize_image_keeps_channels_and_dict_keys():
     assert obs["image"].shape == (64, 64, 3) and obs["vec"].shape == (3,)
     with pytest.raises(ValueError, match="uint8 image"):
         ResizeImage(_Images(spaces.Box(-1, 1, (3,), np.float32)))
+    with pytest.raises(ValueError, match="uint8 image"):  # a Dict without any image
+        ResizeImage(_Images(spaces.Dict({"vec": spaces.Box(-1, 1, (3,), np.float32)})))
 
 
 def test_plain_dict_one_hots_discrete_and_drops_text():
