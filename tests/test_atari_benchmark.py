@@ -162,3 +162,10 @@ def test_the_protocol_reaches_the_baselines():
     assert "MaxAndSkipEnv" in names and "ClipRewardEnv" in names  # the baselines' own preprocessing
     with pytest.raises(ValueError, match="Unknown algorithms"):
         runner.matrix(["pong"], ["a2c"], [0])
+
+
+def test_status_command_reports_a_fresh_matrix(tmp_path, capsys):
+    from sb3_dreamer.atari_benchmark.__main__ import main
+
+    main(["status", "--games", "pong,boxing", "--algos", "ppo", "--frames", "1000", "--out", str(tmp_path)])
+    assert "done 0, running 0, failed 0, pending 2; 0/2,000 frames; ETA unknown" in capsys.readouterr().out
