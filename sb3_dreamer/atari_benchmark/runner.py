@@ -250,14 +250,14 @@ def run_one(spec: RunSpec, settings: Settings, out: str | pathlib.Path) -> RunRe
     if (directory / "result.json").is_file():
         return RunResult(spec, "skipped", "already done")
     directory.mkdir(parents=True, exist_ok=True)
-    state = _read_json(directory / "run.json") or {"spec": spec._asdict(), "attempts": []}
+    state: dict[str, Any] = _read_json(directory / "run.json") or {"spec": spec._asdict(), "attempts": []}
     checkpoint = _checkpoint(directory)
     start_step = int(_read_json(checkpoint / "progress.json")["num_timesteps"]) if checkpoint else 0
     if start_step >= settings.steps:  # killed after its last checkpoint: nothing left to train
         return _finish(spec, settings, directory, state)
     _write_conf(spec, settings, directory)
     before = set((directory / "zoo").glob("*/*"))
-    attempt = {"start_step": start_step, "started": time.time(), "resumed": checkpoint is not None}
+    attempt: dict[str, Any] = {"start_step": start_step, "started": time.time(), "resumed": checkpoint is not None}
     state.update(status="running", host=os.uname().nodename)
     state["attempts"].append(attempt)
     _write_json(directory / "run.json", state)

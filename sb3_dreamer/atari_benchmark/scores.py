@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import NamedTuple
@@ -36,6 +36,7 @@ ATARI100K: tuple[str, ...] = (
 )  # fmt: skip
 GAME_SETS: dict[str, tuple[str, ...]] = {"atari55": PAPER_GAMES, "atari100k": ATARI100K}
 DEFAULT_RULE = "tail2.5"
+Floats = Sequence[float] | np.ndarray  # returns or frames of one run
 _BY_KEY = {game.replace("_", ""): game for game in PAPER_GAMES}
 
 
@@ -75,7 +76,7 @@ FINAL_RULES: dict[str, str] = {
 }
 
 
-def final_score(frames: Sequence[float], returns: Sequence[float], budget: float, rule: str = DEFAULT_RULE) -> float | None:
+def final_score(frames: Floats, returns: Floats, budget: float, rule: str = DEFAULT_RULE) -> float | None:
     """A run's final score under ``rule`` (see :data:`FINAL_RULES`); None when the rule does not count the run.
 
     :param frames: (N,) frames at each evaluation, increasing. :param returns: (N,) mean evaluation returns.
@@ -138,7 +139,7 @@ def iqm(values: np.ndarray) -> float:
     return float(values[cut : len(values) - cut].mean())
 
 
-def aggregate(run_scores: dict[str, Sequence[float]]) -> Aggregates:
+def aggregate(run_scores: Mapping[str, Floats]) -> Aggregates:
     """Aggregates over games of the per-game mean over runs (the IQM pools every run of every game).
 
     :param run_scores: game -> final scores of its runs (raw game scores).
@@ -154,7 +155,7 @@ def aggregate(run_scores: dict[str, Sequence[float]]) -> Aggregates:
 
 
 def bootstrap_ci(
-    run_scores: dict[str, Sequence[float]], reps: int = 2000, seed: int = 0, confidence: float = 0.95
+    run_scores: Mapping[str, Floats], reps: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> dict[str, tuple[float, float]]:
     """Stratified-bootstrap percentile intervals of every :class:`Aggregates` field: each replicate resamples,
     with replacement, the runs of each game (the games stay fixed), as rliable does.

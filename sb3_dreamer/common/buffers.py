@@ -73,7 +73,9 @@ class SequenceReplayBuffer:
     def _layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Storage key -> (shape, dtype) of its (capacity, n_envs, ...) array."""
         shape = (self.capacity, self.n_envs)
-        layout = {f"obs/{k}": (shape + s.shape, np.dtype(s.dtype)) for k, s in self._obs_spaces().items()}
+        layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+            f"obs/{k}": (shape + s.shape, np.dtype(s.dtype)) for k, s in self._obs_spaces().items()
+        }
         layout["action"] = (shape, np.dtype(np.int64)) if self.discrete else (shape + (self.action_dim,), np.dtype(np.float32))
         layout["reward"] = (shape, np.dtype(np.float32))
         layout["is_first"] = layout["is_terminal"] = (shape, np.dtype(bool))

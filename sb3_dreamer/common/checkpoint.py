@@ -61,7 +61,7 @@ def sha256(path: str | pathlib.Path) -> str:
 
 def capture_random_state(model: DreamerV2) -> dict[str, Any]:
     """Every random state a run draws from, as tensors and plain data (``weights_only``-loadable)."""
-    legacy = np.random.get_state()
+    legacy: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (legacy[0], th.from_numpy(legacy[1].astype(np.int64)), *legacy[2:]),

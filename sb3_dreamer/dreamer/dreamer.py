@@ -406,7 +406,7 @@ class DreamerV2(OffPolicyAlgorithm):
 
     def plain_spec(self) -> dict[str, Any]:
         """The policy alias, the hyperparameters, spaces and counters as JSON-able data (see :meth:`load_safe`)."""
-        named = {"train_freq": self.train_freq.frequency, "stats_window_size": self._stats_window_size}
+        named = {"train_freq": self.train_freq.frequency, "stats_window_size": self._stats_window_size}  # type: ignore[union-attr]
         hyperparameters = {}
         for name in _SPEC_HYPERPARAMETERS:
             value = named[name] if name in named else getattr(self, name)

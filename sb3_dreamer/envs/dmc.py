@@ -89,7 +89,8 @@ class ConcatState(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        size = sum(int(np.prod(space.shape)) for space in env.observation_space.spaces.values())  # type: ignore[attr-defined]
+        shapes = [space.shape for space in env.observation_space.spaces.values()]  # type: ignore[attr-defined]
+        size = int(sum(np.prod(shape, dtype=np.int64) for shape in shapes))
         self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
 
     def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:

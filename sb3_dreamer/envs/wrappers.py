@@ -41,9 +41,9 @@ class ResizeImage(gym.ObservationWrapper):
         self.keys = [k for k, v in space.spaces.items() if _is_image(v)] if isinstance(space, spaces.Dict) else []
         if isinstance(space, spaces.Dict) and self.keys:
             self.observation_space = spaces.Dict(
-                {k: self._resized(v) if k in self.keys else v for k, v in space.spaces.items()}
+                {k: self._resized(v) if k in self.keys else v for k, v in space.spaces.items()}  # type: ignore[arg-type]
             )
-        elif _is_image(space):
+        elif isinstance(space, spaces.Box) and _is_image(space):
             self.observation_space = self._resized(space)
         else:
             raise ValueError(f"ResizeImage needs uint8 image observations (HxW or HxWxC, alone or in a Dict), got {space}.")
