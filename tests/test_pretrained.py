@@ -14,9 +14,9 @@ AGENTS = read_manifest(FOLDER) if (FOLDER / "manifest.json").exists() else {}
 
 
 def test_agents_are_shipped():
-    assert {"CartPole-v1", "Pendulum-v1"} <= set(AGENTS)
-    for entry in AGENTS.values():
-        assert entry["size_bytes"] < 4 * 2**20, entry["env_id"]  # small files (see the manifest for each size)
+    assert {"CartPole-v1", "Pendulum-v1", "sb3_dreamer/DMC-cartpole-balance-v0"} <= set(AGENTS)
+    for entry in AGENTS.values():  # small files: 2.7 MB for the classic preset; the pixel agent's 8.2 MB is half
+        assert entry["size_bytes"] < 10 * 2**20, entry["env_id"]  # its decoder's first transposed convolution
 
 
 @pytest.mark.parametrize("env_id", sorted(AGENTS))
