@@ -1,4 +1,5 @@
-"""The optimised path (``compile_model=True``) computes the same update as the plain one."""
+"""The optimised paths (``compile_model=True``; the sync-free update that CUDA graphs capture) compute the same
+update as the plain one."""
 
 import numpy as np
 import pytest
@@ -14,15 +15,19 @@ def _model(compile_model: bool) -> DreamerV2:
     return DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0, compile_model=compile_model)
 
 
-def test_compiled_update_equals_the_plain_one():
-    plain, compiled = _model(False), _model(True)
+def _fill(*models: DreamerV2) -> None:
     rng = np.random.default_rng(0)
     for t in range(64):
         obs = rng.uniform(-1, 1, (1, 5)).astype(np.float32)
         done = np.array([t % 20 == 19])
         infos = [{"terminal_observation": obs[0]}] if done[0] else [{}]
-        for model in (plain, compiled):
+        for model in models:
             model.replay_buffer.add(obs, obs, np.array([t % 3]), np.array([1.0], np.float32), done, infos)
+
+
+def test_compiled_update_equals_the_plain_one():
+    plain, compiled = _model(False), _model(True)
+    _fill(plain, compiled)
     batch = plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
     results = []
     for model in (plain, compiled):
@@ -33,3 +38,32 @@ def test_compiled_update_equals_the_plain_one():
         assert results[1][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
     for p, q in zip(plain.policy.parameters(), compiled.policy.parameters()):
         th.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def _state(model: DreamerV2) -> list[th.Tensor]:
+    """Parameters and every optimiser state tensor."""
+    policy = model.policy
+    tensors = [p.detach().clone() for p in policy.parameters()]
+    for opt in (policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer):
+        tensors += [v.clone() for s in opt.state.values() for v in s.values() if isinstance(v, th.Tensor)]
+    return tensors
+
+
+def test_sync_free_update_equals_the_plain_one_and_skips_nonfinite_steps():
+    plain, sync_free = _model(False), _model(False)
+    _fill(plain, sync_free)
+    batches = [plain.replay_buffer.sample(plain.batch_size, plain.sequence_length) for _ in range(3)]
+    bad = batches[0]._replace(obs={k: th.full_like(v, float("nan")) for k, v in batches[0].obs.items()})
+    for i, batch in enumerate([*batches, bad]):
+        results = []
+        for model, flag in ((plain, False), (sync_free, True)):
+            th.manual_seed(i)
+            before = _state(model)
+            results.append({key: float(value) for key, value in model.update(batch, sync_free=flag).items()})
+            if batch is bad:  # every step skipped: parameters and optimiser state exactly as before
+                assert all(th.equal(a, b) for a, b in zip(before, _state(model)))
+        assert results[0]["skipped_steps"] == results[1]["skipped_steps"] == (3.0 if batch is bad else 0.0)
+        for key, value in results[0].items():
+            assert results[1][key] == pytest.approx(value, rel=1e-6, abs=1e-7, nan_ok=True), key
+        for a, b in zip(_state(plain), _state(sync_free)):
+            th.testing.assert_close(a, b, rtol=0, atol=0)

@@ -40,3 +40,47 @@ def test_cpu_and_cuda_compute_the_same_model():
         outputs.append((embed.cpu(), post.deter.cpu(), post.logits.cpu()))
     for a, b in zip(*outputs):
         assert th.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+def _filled(**kwargs) -> DreamerV2:  # noqa: ANN003
+    import numpy as np
+    from gymnasium import spaces
+
+    from benchmarks.update_speed import SpacesEnv
+
+    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(3))
+    model = DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0, device="cuda", **kwargs)
+    rng = np.random.default_rng(0)
+    for t in range(64):
+        obs = rng.uniform(-1, 1, (1, 5)).astype(np.float32)
+        model.replay_buffer.add(obs, obs, np.array([t % 3]), np.array([1.0], np.float32), np.array([False]), [{}])
+    return model
+
+
+def test_cuda_graph_update_equals_the_eager_one():
+    eager, graphed = _filled(), _filled(cuda_graph=True)
+    batches = [eager.replay_buffer.sample(eager.batch_size, eager.sequence_length) for _ in range(6)]
+    for i, batch in enumerate(batches):  # 3 eager warm-up updates, the capture, 2 replays
+        results = []
+        for model in (eager, graphed):
+            th.manual_seed(i)
+            results.append({key: float(value) for key, value in model.train_step(batch).items()})
+        for key, value in results[0].items():
+            assert results[1][key] == pytest.approx(value, rel=1e-3, abs=1e-5), (i, key)
+    assert graphed._graphed_update is not None and graphed._graphed_update.captures == 1
+    for p, q in zip(eager.policy.parameters(), graphed.policy.parameters()):
+        th.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
+    # A non-finite batch replayed through the graph skips all three steps and leaves the weights alone.
+    before = [p.detach().clone() for p in graphed.policy.parameters()]
+    bad = batches[0]._replace(obs={k: th.full_like(v, float("nan")) for k, v in batches[0].obs.items()})
+    assert float(graphed.train_step(bad)["skipped_steps"]) == 3.0
+    assert all(th.equal(p, q) for p, q in zip(before, graphed.policy.parameters()))
+
+
+def test_cuda_graph_trains_in_bf16_and_learn():
+    model = DreamerV2("CnnPolicy", ImageEnv(), **{**PRESETS["debug"], "seed": 0}, device="cuda", mixed_precision="bf16",
+                      cuda_graph=True)  # fmt: skip
+    model.learn(200)
+    assert model._graphed_update is not None and model._graphed_update.captures == 1
+    metrics = model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    assert all(th.isfinite(v).all() for v in metrics.values())

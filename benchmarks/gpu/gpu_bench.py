@@ -7,14 +7,15 @@ Parts, each with its own time budget, each writing into ``gpu_bench.json`` when 
 records its error and the run goes on):
 
 1. ``updates``: updates/s at the ``atari`` preset (batch 16 x 50, 20M-parameter world model), eager in
-   fp32 / bf16 / fp16 autocast; FLOPs of one update and the TFLOP/s reached.
+   fp32 / bf16 / fp16 autocast, and replayed from a CUDA graph (``cuda_graph=True``) in fp32 / bf16; FLOPs of
+   one update and the TFLOP/s reached. The learn parts use the fastest of these.
 2. ``predict``: latency of ``predict`` for 1 observation and for a batch of 16, on the GPU and on the CPU.
 3. ``atari_learn``: end-to-end ``learn`` on ``sb3_dreamer/Pong-v0`` with the paper's settings (one env,
    ``train_freq`` 16), frames/s of the random prefill and of the training phase.
 4. ``dmc_learn``: DMC ``cartpole-balance`` from 64x64 pixels with the ``dmc_vision`` preset, several envs
    rendering in parallel, training returns against frames over the published DreamerV2 curve
    (``dmc_cartpole_balance.png``), as far as the remaining time goes (the paper's curve reaches ~800 at 90k frames).
-5. ``compiled``: updates/s with ``compile_model=True`` in the fastest eager precision, last, in the ~120 s left
+5. ``compiled``: updates/s with ``compile_model=True`` (eager, no graph) in the fastest precision, last, in the ~120 s left
    for it (how long compiling takes is unknown; what the earlier parts measured is written before it starts).
 """
 
@@ -45,17 +46,23 @@ def atari_model(device: str, **kwargs: Any) -> DreamerV2:
     return DreamerV2.from_preset("atari", policy, SpacesEnv(obs_space, act_space), seed=0, device=device, **kwargs)
 
 
-def part_updates(device: str, quick: bool) -> dict[str, Any]:
+def part_updates(device: str, quick: bool, precisions: list[str]) -> dict[str, Any]:
+    """Eager, and on CUDA replayed from a CUDA graph (after 3 eager updates and the capture, untimed)."""
     warmup, updates = (1, 2) if quick else (3, 20)
-    precisions = ["no", "bf16"] + (["fp16"] if device == "cuda" else [])
+    precisions = [p for p in precisions if p != "fp16" or device == "cuda"]
+    modes = [False, True] if device == "cuda" else [False]
     rows, flops = [], None
     for precision in precisions:
-        model = atari_model(device, mixed_precision=precision)
-        seconds = time_updates(model, device, warmup, updates)
-        if flops is None:
-            flops = update_flops(model)
-        rows.append({"precision": precision, "compiled": False, "seconds_per_update": seconds, "updates_per_s": 1 / seconds})
-        print(rows[-1], flush=True)
+        for graph in modes:
+            if graph and precision == "fp16":
+                continue  # the fp16 loss scaler asks the host: no graph
+            model = atari_model(device, mixed_precision=precision, cuda_graph=graph)
+            seconds = time_updates(model, device, warmup + 4 * graph, updates)
+            if flops is None:
+                flops = update_flops(model)
+            rows.append({"precision": precision, "compiled": False, "cuda_graph": graph, "seconds_per_update": seconds,
+                         "updates_per_s": 1 / seconds})  # fmt: skip
+            print(rows[-1], flush=True)
     for row in rows:
         row["tflops"] = flops / row["seconds_per_update"] / 1e12
     return {"gflop_per_update": flops / 1e9, "batch": "16x50", "rows": rows}
@@ -116,10 +123,10 @@ def learn_until(model: DreamerV2, steps: int, clock: Clock) -> None:
     model.learn(steps, callback=Stop())
 
 
-def part_atari_learn(device: str, quick: bool, budget: float, precision: str) -> dict[str, Any]:
+def part_atari_learn(device: str, quick: bool, budget: float, precision: str, graph: bool) -> dict[str, Any]:
     prefill = 500 if quick else 5_000
     model = DreamerV2("CnnPolicy", "sb3_dreamer/Pong-v0", learning_starts=prefill, device=device, seed=0,
-                      mixed_precision=precision, pretrain_steps=1)  # fmt: skip
+                      mixed_precision=precision, pretrain_steps=1, cuda_graph=graph)  # fmt: skip
     clock = Clock(prefill, time.perf_counter() + budget)
     learn_until(model, 10_000_000, clock)
     train_steps = clock.steps_at_end - prefill
@@ -127,6 +134,7 @@ def part_atari_learn(device: str, quick: bool, budget: float, precision: str) ->
     out = {
         "env": "sb3_dreamer/Pong-v0 (paper protocol)",
         "precision": precision,
+        "cuda_graph": graph,
         "prefill_frames_per_s": 4 * prefill / (clock.t_prefill - clock.t_start),
         "train_agent_steps": train_steps,
         "train_updates": model._n_updates,
@@ -136,7 +144,7 @@ def part_atari_learn(device: str, quick: bool, budget: float, precision: str) ->
     return out
 
 
-def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, out_dir: Path) -> dict[str, Any]:
+def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, graph: bool, out_dir: Path) -> dict[str, Any]:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
@@ -148,14 +156,15 @@ def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, out_
     settings = dict(train_freq=5, gradient_steps=n_envs, learning_starts=1000, stats_window_size=10_000)
     if quick:
         settings["pretrain_steps"] = 1
-    model = DreamerV2.from_preset("dmc_vision", "CnnPolicy", env, device=device, seed=0, mixed_precision=precision, **settings)
+    model = DreamerV2.from_preset("dmc_vision", "CnnPolicy", env, device=device, seed=0, mixed_precision=precision,
+                                  cuda_graph=graph, **settings)  # fmt: skip
     clock = Clock(1000, time.perf_counter() + budget)
     learn_until(model, 45_000, clock)  # 90k frames at action repeat 2
     # The envs run in lockstep with fixed 500-step episodes: the i-th episode to end (Monitor's order) ended
     # after 500 * (i // n_envs + 1) steps of every env, i.e. n_envs times that many agent steps.
     ends = [n_envs * 500 * (i // n_envs + 1) for i in range(len(model.ep_info_buffer))]
     episodes = [{"frames": 2 * n, "return": float(info["r"])} for n, info in zip(ends, model.ep_info_buffer)]
-    out = {"n_envs": n_envs, "agent_steps": clock.steps_at_end, "frames": 2 * clock.steps_at_end,
+    out = {"n_envs": n_envs, "cuda_graph": graph, "agent_steps": clock.steps_at_end, "frames": 2 * clock.steps_at_end,
            "updates": model._n_updates, "wall_s": clock.t_end - clock.t_start, "episodes": episodes}  # fmt: skip
     _plot_dmc(episodes, out_dir / "dmc_cartpole_balance.png")
     print({k: v for k, v in out.items() if k != "episodes"}, flush=True)
@@ -201,6 +210,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: check that every part runs")
     parser.add_argument("--total-s", type=float, default=450.0, help="wall-clock budget of the whole run")
+    parser.add_argument("--precisions", nargs="+", default=["no", "bf16", "fp16"], help="of the updates part")
     parser.add_argument("--parts", nargs="+", default=["updates", "predict", "atari_learn", "dmc_learn", "compiled"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -215,21 +225,21 @@ def main() -> None:
     if args.device == "cuda":
         th.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32; bf16/fp16 are measured separately
     if "updates" in args.parts:
-        run_part(report, args.out, "updates", lambda: part_updates(args.device, args.quick))
+        run_part(report, args.out, "updates", lambda: part_updates(args.device, args.quick, args.precisions))
     rows = report.get("updates", {}).get("rows", [])
-    eager = [row for row in rows if not row["compiled"]]
-    precision = min(eager, key=lambda row: row["seconds_per_update"])["precision"] if eager else "no"
+    best = min(rows, key=lambda row: row["seconds_per_update"]) if rows else {}
+    precision, graph = best.get("precision", "no"), best.get("cuda_graph", False)  # the fastest, for the learn parts
     if "predict" in args.parts:
         run_part(report, args.out, "predict", lambda: part_predict(args.device, args.quick))
     left = args.total_s - (time.perf_counter() - t0)
     if "atari_learn" in args.parts:
         budget = 20.0 if args.quick else min(60.0, max(30.0, 0.2 * left))
-        run_part(report, args.out, "atari_learn", lambda: part_atari_learn(args.device, args.quick, budget, precision))
+        run_part(report, args.out, "atari_learn", lambda: part_atari_learn(args.device, args.quick, budget, precision, graph))
     left = args.total_s - (time.perf_counter() - t0)
     if "dmc_learn" in args.parts:
         reserve = 120.0 if "compiled" in args.parts else 20.0  # the compiled part runs last, in what remains
         budget = 30.0 if args.quick else max(30.0, left - reserve)
-        run_part(report, args.out, "dmc_learn", lambda: part_dmc_learn(args.device, args.quick, budget, precision, args.out))
+        run_part(report, args.out, "dmc_learn", lambda: part_dmc_learn(args.device, args.quick, budget, precision, graph, args.out))
     if "compiled" in args.parts:
         gflop = report.get("updates", {}).get("gflop_per_update")
         run_part(report, args.out, "compiled", lambda: part_compiled(args.device, args.quick, precision, gflop))

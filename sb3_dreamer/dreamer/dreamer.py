@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pathlib
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.checkpoint import capture_random_state, latest_checkpoint, restore_random_state
+from sb3_dreamer.common.cuda_graph import GraphedUpdate, step_where_finite
 from sb3_dreamer.common.safe_load import decode_space, encode_space, read_safe, write_spec
 from sb3_dreamer.common.type_aliases import BehaviorLoss, RSSMState, SequenceBatch
 from sb3_dreamer.dreamer.losses import ActorGrad, actor_loss, actor_objective, critic_loss, lambda_return
@@ -180,6 +182,10 @@ class DreamerV2(OffPolicyAlgorithm):
     :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` only on CUDA).
     :param compile_model: ``torch.compile`` the networks in place (GRU cell, encoder, decoder, heads, actor
         and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
+    :param cuda_graph: on a CUDA device, capture the whole update (world model, actor, critic, backward passes
+        and optimiser steps) in one CUDA graph after 3 eager updates and replay it: the same maths without
+        thousands of kernel launches from Python. Needs ``mixed_precision`` ``no`` or ``bf16`` (fp16's loss scaler
+        asks the host) and a fixed batch shape; a changed learning rate captures again. Ignored on a CPU.
     :param max_nonfinite_updates: stop (with a checkpoint and a message) after this many updates in a row
         whose loss or gradients were not finite; such optimiser steps are always skipped.
     :param replay_dir: keep the replay in memory-mapped files in this folder instead of RAM (bounded resident
@@ -240,6 +246,7 @@ class DreamerV2(OffPolicyAlgorithm):
         expl_noise: float = 0.0,
         mixed_precision: MixedPrecision = "no",
         compile_model: bool = False,
+        cuda_graph: bool = False,
         max_nonfinite_updates: int = 100,
         replay_dir: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -293,6 +300,12 @@ class DreamerV2(OffPolicyAlgorithm):
         self.expl_noise = expl_noise
         self.mixed_precision = mixed_precision
         self.compile_model = compile_model
+        self.cuda_graph = cuda_graph
+        if cuda_graph and mixed_precision == "fp16":
+            raise ValueError(
+                "cuda_graph=True needs mixed_precision 'no' or 'bf16', got 'fp16': its loss scaler checks the "
+                "gradients on the host every step. Use mixed_precision='bf16'."
+            )
         self.max_nonfinite_updates = max_nonfinite_updates
         self.replay_dir = replay_dir
         self._skipped_steps = 0
@@ -356,9 +369,13 @@ class DreamerV2(OffPolicyAlgorithm):
             self.policy.compile_networks()
         self._convert_train_freq()
         self._scaler = th.amp.GradScaler(self.device.type, enabled=self.mixed_precision == "fp16")
+        self._graphed_update: GraphedUpdate | None = None
+        if self.cuda_graph and self.device.type != "cuda":
+            warnings.warn(f"cuda_graph=True has no effect on device {self.device}: updates run eagerly.", stacklevel=2)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_scaler"]
+        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_scaler",
+                "_graphed_update"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
@@ -621,26 +638,34 @@ class DreamerV2(OffPolicyAlgorithm):
         if self.mixed_precision == "no":
             return contextlib.nullcontext()
         dtype = th.bfloat16 if self.mixed_precision == "bf16" else th.float16
-        return th.autocast(self.device.type, dtype=dtype)
+        # A captured graph must not keep autocast's cache of cast weights (PyTorch's CUDA-graph notes).
+        return th.autocast(self.device.type, dtype=dtype, cache_enabled=not self._uses_graph())
 
-    def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, module: nn.Module) -> th.Tensor:
+    def _optimize(
+        self, optimizer: th.optim.Optimizer, loss: th.Tensor, module: nn.Module, sync_free: bool = False
+    ) -> tuple[th.Tensor, th.Tensor]:
         """Backward, clip the global gradient norm, step, unless the loss or a gradient is not finite: then
-        the step is skipped and counted (``train/skipped_steps``). One host sync per call (fp16's scaler makes
-        the same check itself, and lowers its scale instead of counting).
+        the step is skipped and counted (``train/skipped_steps``). fp16's scaler makes the same check itself,
+        and lowers its scale instead of counting.
 
-        :return: the norm before clipping.
+        :param sync_free: never ask the host (for CUDA graphs): always step, then put the parameters and the
+            optimiser state back where the norm is not finite. Otherwise one host sync decides.
+        :return: the norm before clipping, and 1.0 if the step was skipped else 0.0 (scalar tensors).
         """
         optimizer.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         self._scaler.unscale_(optimizer)
         norm = th.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+        finite = th.isfinite(norm)
+        skipped = (~finite).float()
         if self._scaler.is_enabled():
             self._scaler.step(optimizer)
-        elif bool(th.isfinite(norm)):
+            skipped = th.zeros_like(skipped)
+        elif sync_free:
+            step_where_finite(optimizer, finite)
+        elif bool(finite):
             optimizer.step()
-        else:
-            self._skipped_steps += 1
-        return norm
+        return norm, skipped
 
     def _resolved_actor_grad(self) -> ActorGrad:
         if self.actor_grad == "auto":
@@ -686,22 +711,45 @@ class DreamerV2(OffPolicyAlgorithm):
         }
         return BehaviorLoss(a_loss, c_loss, metrics)
 
-    def train_step(self, batch: SequenceBatch) -> dict[str, th.Tensor]:
-        """One update of the world model, then of the actor and critic. :return: detached metrics."""
+    def _uses_graph(self) -> bool:
+        return self.cuda_graph and self.device.type == "cuda"
+
+    def update(self, batch: SequenceBatch, sync_free: bool = False) -> dict[str, th.Tensor]:
+        """The tensor work of one update: world model, then actor and critic, with their optimiser steps.
+
+        :param sync_free: no host synchronisation (what a CUDA graph captures); the same maths.
+        :return: detached metrics, ``skipped_steps`` (0-3) among them.
+        """
         policy = self.policy
         with self._autocast():
             model = policy.world_model.loss(
                 batch, self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg,
                 self.reward_scale, self.discount_scale, self.reward_transform,
             )  # fmt: skip
-        model_norm = self._optimize(policy.model_optimizer, model.loss, policy.world_model)
+        model_norm, model_skip = self._optimize(policy.model_optimizer, model.loss, policy.world_model, sync_free)
         behavior = self.behavior_loss(model.post, batch.is_terminal)
-        actor_norm = self._optimize(policy.actor_optimizer, behavior.actor_loss, policy.actor)
-        critic_norm = self._optimize(policy.critic_optimizer, behavior.critic_loss, policy.critic)
-        self._scaler.update()
-        self._update_slow_critic()
+        actor_norm, actor_skip = self._optimize(policy.actor_optimizer, behavior.actor_loss, policy.actor, sync_free)
+        critic_norm, critic_skip = self._optimize(policy.critic_optimizer, behavior.critic_loss, policy.critic, sync_free)
         metrics = {k: v.detach() for k, v in model.metrics.items()}
         metrics.update(behavior.metrics, model_grad_norm=model_norm, actor_grad_norm=actor_norm, critic_grad_norm=critic_norm)
+        metrics["skipped_steps"] = model_skip + actor_skip + critic_skip
+        return metrics
+
+    def train_step(self, batch: SequenceBatch) -> dict[str, th.Tensor]:
+        """One update (replayed from a CUDA graph with ``cuda_graph``), then the slow critic's.
+
+        :return: detached metrics, ``skipped_steps`` among them (not yet added to the run's count).
+        """
+        if self._uses_graph():
+            if self._graphed_update is None:
+                policy = self.policy
+                optimizers = [policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer]
+                self._graphed_update = GraphedUpdate(lambda b: self.update(b, sync_free=True), optimizers)
+            metrics = self._graphed_update(batch)
+        else:
+            metrics = self.update(batch)
+        self._scaler.update()
+        self._update_slow_critic()
         return metrics
 
     def _update_slow_critic(self) -> None:
@@ -712,9 +760,15 @@ class DreamerV2(OffPolicyAlgorithm):
                     slow.lerp_(fast, mix)
         self._n_updates += 1
 
-    def _check_finite(self, skipped_before: int) -> None:
-        """Stop, with a checkpoint, after ``max_nonfinite_updates`` updates in a row that skipped a step."""
-        self._nonfinite_streak = self._nonfinite_streak + 1 if self._skipped_steps > skipped_before else 0
+    def _count_skipped(self, skipped: list[int]) -> None:
+        """Count the updates' skipped steps; stop, with a checkpoint, after ``max_nonfinite_updates`` updates
+        in a row that skipped a step.
+
+        :param skipped: skipped optimiser steps of each update since the last call.
+        """
+        for n in skipped:
+            self._skipped_steps += n
+            self._nonfinite_streak = self._nonfinite_streak + 1 if n > 0 else 0
         if self._nonfinite_streak < self.max_nonfinite_updates:
             return
         path = f"{self.logger.get_dir() or '.'}/dreamerv2_nonfinite_stop.zip"
@@ -736,18 +790,21 @@ class DreamerV2(OffPolicyAlgorithm):
             gradient_steps += self.pretrain_steps
             self._pretrained = True
         totals: dict[str, th.Tensor] = {}
-        skipped_at_start = self._skipped_steps
+        skipped = []
         for _ in range(gradient_steps):
             batch = self.replay_buffer.sample(batch_size, self.sequence_length)
-            skipped_before = self._skipped_steps
-            for key, value in self.train_step(batch).items():
+            metrics = self.train_step(batch)
+            skipped.append(metrics.pop("skipped_steps"))
+            for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value.float()
-            self._check_finite(skipped_before)
-        values = th.stack(list(totals.values())).cpu().numpy() / gradient_steps  # one device sync per call
+        host = th.stack([*totals.values(), *skipped]).cpu().numpy()  # one device sync per call
+        values = host[: len(totals)] / gradient_steps
         for key, value in zip(totals, values):
             self.logger.record(f"train/{key}", float(value))
+        skipped_host = [int(round(n)) for n in host[len(totals) :]]
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/skipped_steps", self._skipped_steps - skipped_at_start)
+        self.logger.record("train/skipped_steps", sum(skipped_host))
+        self._count_skipped(skipped_host)
 
     def learn(
         self: SelfDreamerV2,
