@@ -239,7 +239,8 @@ def main() -> None:
     if "dmc_learn" in args.parts:
         reserve = 120.0 if "compiled" in args.parts else 20.0  # the compiled part runs last, in what remains
         budget = 30.0 if args.quick else max(30.0, left - reserve)
-        run_part(report, args.out, "dmc_learn", lambda: part_dmc_learn(args.device, args.quick, budget, precision, graph, args.out))
+        dmc = lambda: part_dmc_learn(args.device, args.quick, budget, precision, graph, args.out)  # noqa: E731
+        run_part(report, args.out, "dmc_learn", dmc)
     if "compiled" in args.parts:
         gflop = report.get("updates", {}).get("gflop_per_update")
         run_part(report, args.out, "compiled", lambda: part_compiled(args.device, args.quick, precision, gflop))

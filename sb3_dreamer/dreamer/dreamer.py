@@ -374,8 +374,7 @@ class DreamerV2(OffPolicyAlgorithm):
             warnings.warn(f"cuda_graph=True has no effect on device {self.device}: updates run eagerly.", stacklevel=2)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_scaler",
-                "_graphed_update"]
+        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_scaler", "_graphed_update"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
