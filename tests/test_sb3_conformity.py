@@ -244,6 +244,16 @@ class _WrongSize(ImageEnv):
         self.observation_space = spaces.Box(0, 255, (84, 84, 3), np.uint8)
 
 
+def test_fp16_loss_scale_starts_low_enough_for_the_pixel_loss():
+    # At PyTorch's default scale (65536) the decoder's bias gradient (a sum over every pixel) overflows fp16,
+    # and the first ~13 updates were skipped while the scaler halved; found on an H100, reproduced on the CPU.
+    model = _model("CnnPolicy", ImageEnv(), mixed_precision="fp16")
+    model.learn(100)
+    metrics = model.train_step(model.replay_buffer.sample(4, 8))
+    assert all(th.isfinite(v).all() for v in metrics.values())
+    assert model._scaler.get_scale() == 1.0  # never lowered: no step overflowed
+
+
 def test_bf16_autocast_trains_with_finite_losses():
     model = _model("CnnPolicy", ImageEnv(), mixed_precision="bf16")
     model.learn(100)

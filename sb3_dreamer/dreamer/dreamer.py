@@ -179,7 +179,7 @@ class DreamerV2(OffPolicyAlgorithm):
     :param slow_target_update: updates between copies of the critic into the slow critic.
     :param slow_target_fraction: interpolation of those copies (1 = hard copy).
     :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
-    :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` only on CUDA).
+    :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` with a loss scaler, meant for CUDA).
     :param compile_model: ``torch.compile`` the networks in place (GRU cell, encoder, decoder, heads, actor
         and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
     :param cuda_graph: on a CUDA device, capture the whole update (world model, actor, critic, backward passes
@@ -368,7 +368,9 @@ class DreamerV2(OffPolicyAlgorithm):
         if self.compile_model:
             self.policy.compile_networks()
         self._convert_train_freq()
-        self._scaler = th.amp.GradScaler(self.device.type, enabled=self.mixed_precision == "fp16")
+        # fp16's loss scale starts at 1, not PyTorch's 65536: the image loss sums over pixels, so the decoder's
+        # gradients overflow fp16 at scales above ~16 (the default would skip the first ~13 updates).
+        self._scaler = th.amp.GradScaler(self.device.type, init_scale=1.0, enabled=self.mixed_precision == "fp16")
         self._graphed_update: GraphedUpdate | None = None
         if self.cuda_graph and self.device.type != "cuda":
             warnings.warn(f"cuda_graph=True has no effect on device {self.device}: updates run eagerly.", stacklevel=2)
