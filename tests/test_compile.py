@@ -67,3 +67,12 @@ def test_sync_free_update_equals_the_plain_one_and_skips_nonfinite_steps():
             assert results[1][key] == pytest.approx(value, rel=1e-6, abs=1e-7, nan_ok=True), key
         for a, b in zip(_state(plain), _state(sync_free)):
             th.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cuda_graph_is_refused_with_fp16_and_ignored_on_a_cpu():
+    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(3))
+    with pytest.raises(ValueError, match="mixed_precision='bf16'"):
+        DreamerV2.from_preset("debug", "MlpPolicy", env, cuda_graph=True, mixed_precision="fp16")
+    with pytest.warns(UserWarning, match="no effect on device cpu"):
+        model = DreamerV2.from_preset("debug", "MlpPolicy", env, cuda_graph=True, device="cpu")
+    assert not model._uses_graph()

@@ -82,5 +82,28 @@ def test_cuda_graph_trains_in_bf16_and_learn():
                       cuda_graph=True)  # fmt: skip
     model.learn(200)
     assert model._graphed_update is not None and model._graphed_update.captures == 1
+    assert model._graphed_act is not None and model._graphed_act.captures == 1
     metrics = model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
     assert all(th.isfinite(v).all() for v in metrics.values())
+
+
+def test_cuda_graph_acting_step_equals_the_eager_one():
+    from sb3_dreamer.common.cuda_graph import GraphedCall
+
+    model = DreamerV2("CnnPolicy", ImageEnv(), **{**PRESETS["debug"], "seed": 0}, device="cuda", expl_noise=0.3)
+    graphed = GraphedCall(model._act_step, warmup=2)
+    state = model.policy.initial_state(1)
+    latent, action = state.latent, state.action
+    obs = th.randint(0, 255, (1, 3, 64, 64), dtype=th.uint8, device="cuda")
+    for i in range(5):  # 2 eager warm-up calls, the capture, 2 replays
+        inputs = (obs, latent.deter, latent.stoch, latent.logits, action, th.full((1,), float(i == 0), device="cuda"))
+        outputs = []
+        for fn in (model._act_step, graphed):
+            th.manual_seed(i)
+            with th.no_grad():
+                outputs.append(fn(*inputs))
+        for a, b in zip(*outputs):
+            th.testing.assert_close(a, b)
+        action, deter, stoch, logits = outputs[0]
+        latent = latent._replace(deter=deter, stoch=stoch, logits=logits)
+    assert graphed.captures == 1

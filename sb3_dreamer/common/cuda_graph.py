@@ -1,11 +1,12 @@
-"""One CUDA graph for a whole update: world model, actor and critic, their backward passes and optimiser steps.
+"""CUDA graphs: a whole update (world model, actor and critic, backward passes, optimiser steps) and a whole
+acting step (encoder, posterior step, actor, exploration), each captured once and replayed.
 
 On a GPU an update of DreamerV2 is thousands of small kernels (50 recurrent steps of the RSSM, 15 imagined
 steps, their backward passes, three optimisers), and launching them from Python costs more than running them:
-on an H100 the eager update reaches ~5 of its ~60 fp32 TFLOP/s. Replaying a captured graph launches them all
-at once. What the graph needs (PyTorch's "whole network capture"):
+on an H100 the eager update reached ~7 of its ~60 fp32 TFLOP/s, the replayed graph ~17 (bf16: 4.8 -> 24). An
+acting step is ~80 kernels for one observation. What a graph needs (PyTorch's "whole network capture"):
 
-- the same shapes every update: the batch is copied into tensors the graph owns;
+- the same shapes every call: inputs are copied into tensors the graph owns;
 - no host synchronisation inside: the update skips a non-finite optimiser step without asking the host
   (``sync_free`` in :meth:`DreamerV2._optimize`), the skipped steps are counted on the device;
 - optimisers with ``capturable=True`` (their step counters live on the device), the same learning rates as at
@@ -16,13 +17,13 @@ Random numbers (latent and action samples) come from the default CUDA generator,
 like eager calls do.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 
 import torch as th
 
 from sb3_dreamer.common.type_aliases import SequenceBatch
 
-UpdateFn = Callable[[SequenceBatch], dict[str, th.Tensor]]
+Outputs = dict[str, th.Tensor] | tuple[th.Tensor, ...]
 
 
 def make_capturable(optimizer: th.optim.Optimizer) -> None:
@@ -58,83 +59,108 @@ def step_where_finite(optimizer: th.optim.Optimizer, finite: th.Tensor) -> None:
             tensor.copy_(th.where(finite, tensor, before))
 
 
-def _batch_like(batch: SequenceBatch) -> SequenceBatch:
-    """A batch of fresh tensors the graph reads from (a copy of ``batch``)."""
-    return SequenceBatch(
-        obs={k: v.clone() for k, v in batch.obs.items()},
-        action=batch.action.clone(),
-        reward=batch.reward.clone(),
-        is_first=batch.is_first.clone(),
-        is_terminal=batch.is_terminal.clone(),
-    )
+def _clone(out: Outputs) -> Outputs:
+    if isinstance(out, dict):
+        return {k: v.clone() for k, v in out.items()}
+    return tuple(v.clone() for v in out)
 
 
-def _copy_batch(dst: SequenceBatch, src: SequenceBatch) -> None:
-    for key, value in src.obs.items():
-        dst.obs[key].copy_(value, non_blocking=True)
-    for name in ("action", "reward", "is_first", "is_terminal"):
-        getattr(dst, name).copy_(getattr(src, name), non_blocking=True)
+class GraphedCall:
+    """``fn(*tensors)`` run eagerly ``warmup`` times, then captured once in a CUDA graph and replayed.
 
+    Inputs are copied into the graph's own tensors before each replay; outputs are cloned after it (safe to
+    keep). Other input shapes or dtypes, or another value of ``key()``, capture again (after a new warm-up).
 
-def _signature(batch: SequenceBatch) -> tuple:
-    obs = tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(batch.obs.items()))
-    rest = tuple((tuple(t.shape), t.dtype) for t in (batch.action, batch.reward, batch.is_first, batch.is_terminal))
-    return obs, rest
-
-
-class GraphedUpdate:
-    """Runs ``update`` eagerly ``warmup`` times, then captures it once and replays the graph.
-
-    :param update: one update from a batch to its metrics, free of host synchronisation.
-    :param optimizers: the optimisers ``update`` steps (made capturable; their learning rates are watched).
-    :param warmup: eager updates on a side stream before the capture.
+    :param fn: tensors -> dict or tuple of tensors, free of host synchronisation.
+    :param warmup: eager calls on a side stream before the capture.
+    :param key: what else the graph bakes in (e.g. learning rates); a change captures again.
     """
 
-    def __init__(self, update: UpdateFn, optimizers: list[th.optim.Optimizer], warmup: int = 3):
-        self.update, self.optimizers, self.warmup = update, optimizers, warmup
+    def __init__(self, fn: Callable[..., Outputs], warmup: int = 3, key: Callable[[], Hashable] = lambda: None):
+        self.fn, self.warmup, self.key = fn, warmup, key
         self.graph: th.cuda.CUDAGraph | None = None
-        self.static_batch: SequenceBatch | None = None
-        self.static_metrics: dict[str, th.Tensor] = {}
         self.captures = 0
+        self._inputs: tuple[th.Tensor, ...] = ()
+        self._outputs: Outputs = ()
+        self._signature: Hashable = None
         self._eager_left = warmup
-        self._key: tuple = ()
-        for optimizer in optimizers:
-            make_capturable(optimizer)
 
-    def _learning_rates(self) -> tuple[float, ...]:
-        return tuple(float(group["lr"]) for opt in self.optimizers for group in opt.param_groups)
-
-    def __call__(self, batch: SequenceBatch) -> dict[str, th.Tensor]:
-        """One update on ``batch``. :return: its metrics (fresh tensors, safe to keep)."""
-        key = (_signature(batch), self._learning_rates())
-        if self.graph is not None and key != self._key:  # other shapes or learning rates: capture again
-            self.graph, self._eager_left = None, self.warmup
+    def __call__(self, *inputs: th.Tensor) -> Outputs:
+        signature = (tuple((t.shape, t.dtype, t.device) for t in inputs), self.key())
+        if signature != self._signature:
+            self.graph, self._eager_left, self._signature = None, self.warmup, signature
         if self.graph is None and self._eager_left > 0:
             self._eager_left -= 1
-            return self._side_stream(lambda: self.update(batch))
+            return self._on_side_stream(inputs)
         if self.graph is None:
-            self._capture(batch, key)
-        assert self.graph is not None and self.static_batch is not None
-        _copy_batch(self.static_batch, batch)
+            self._capture(inputs)
+        assert self.graph is not None
+        for static, value in zip(self._inputs, inputs):
+            static.copy_(value, non_blocking=True)
         self.graph.replay()
-        return {k: v.clone() for k, v in self.static_metrics.items()}
+        return _clone(self._outputs)
 
-    @staticmethod
-    def _side_stream(fn: Callable[[], dict[str, th.Tensor]]) -> dict[str, th.Tensor]:
+    def _on_side_stream(self, inputs: tuple[th.Tensor, ...]) -> Outputs:
         stream = th.cuda.Stream()
         stream.wait_stream(th.cuda.current_stream())
         with th.cuda.stream(stream):
-            out = fn()
+            out = self.fn(*inputs)
         th.cuda.current_stream().wait_stream(stream)
         return out
 
-    def _capture(self, batch: SequenceBatch, key: tuple) -> None:
-        self.static_batch = _batch_like(batch)
+    def _capture(self, inputs: tuple[th.Tensor, ...]) -> None:
+        self._inputs = tuple(t.clone() for t in inputs)
         th.cuda.synchronize()
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)  # gradients are then allocated from the graph's pool
         graph = th.cuda.CUDAGraph()
         with th.cuda.graph(graph):
-            self.static_metrics = self.update(self.static_batch)
-        self.graph, self._key = graph, key
+            self._outputs = self.fn(*self._inputs)
+        self.graph = graph
         self.captures += 1
+
+
+class GraphedUpdate:
+    """One update from a :class:`SequenceBatch`, through a :class:`GraphedCall` (3 eager warm-up updates).
+
+    The graph bakes in the learning rates and the optimisers' tensors (parameters, moments, step counters):
+    when any of them changes (a schedule, ``set_parameters`` loading optimiser state) it is captured again.
+
+    :param update: batch -> metrics, free of host synchronisation.
+    :param optimizers: the optimisers ``update`` steps (made capturable).
+    """
+
+    def __init__(self, update: Callable[[SequenceBatch], dict[str, th.Tensor]], optimizers: Sequence[th.optim.Optimizer]):
+        self.update, self.optimizers = update, optimizers
+        self._keys: tuple[str, ...] = ()
+        self._state: Hashable = None
+        self.call = GraphedCall(self._flat_update, warmup=3, key=lambda: self._state)
+
+    @property
+    def captures(self) -> int:
+        return self.call.captures
+
+    def _optimizer_state(self) -> Hashable:
+        """Learning rates and the identity of every tensor the optimisers step."""
+        lrs = tuple(float(group["lr"]) for opt in self.optimizers for group in opt.param_groups)
+        tensors = tuple(
+            id(t) for opt in self.optimizers for group in opt.param_groups for p in group["params"]
+            for t in (p, *opt.state.get(p, {}).values())
+        )  # fmt: skip
+        return lrs, tensors
+
+    def _flat_update(self, *tensors: th.Tensor) -> dict[str, th.Tensor]:
+        n = len(self._keys)
+        batch = SequenceBatch(dict(zip(self._keys, tensors[:n])), *tensors[n:])
+        return self.update(batch)
+
+    def __call__(self, batch: SequenceBatch) -> dict[str, th.Tensor]:
+        """One update on ``batch``. :return: its metrics (fresh tensors)."""
+        state = self._optimizer_state()
+        if state != self._state:
+            for optimizer in self.optimizers:
+                make_capturable(optimizer)
+            self._state = self._optimizer_state()
+        self._keys = tuple(sorted(batch.obs))
+        tensors = (*(batch.obs[k] for k in self._keys), batch.action, batch.reward, batch.is_first, batch.is_terminal)
+        out = self.call(*tensors)
+        assert isinstance(out, dict)
+        return out

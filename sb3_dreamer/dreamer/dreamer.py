@@ -28,7 +28,7 @@ from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.checkpoint import capture_random_state, latest_checkpoint, restore_random_state
-from sb3_dreamer.common.cuda_graph import GraphedUpdate, step_where_finite
+from sb3_dreamer.common.cuda_graph import GraphedCall, GraphedUpdate, step_where_finite
 from sb3_dreamer.common.safe_load import decode_space, encode_space, read_safe, write_spec
 from sb3_dreamer.common.type_aliases import BehaviorLoss, RSSMState, SequenceBatch
 from sb3_dreamer.dreamer.losses import ActorGrad, actor_loss, actor_objective, critic_loss, lambda_return
@@ -372,11 +372,19 @@ class DreamerV2(OffPolicyAlgorithm):
         # gradients overflow fp16 at scales above ~16 (the default would skip the first ~13 updates).
         self._scaler = th.amp.GradScaler(self.device.type, init_scale=1.0, enabled=self.mixed_precision == "fp16")
         self._graphed_update: GraphedUpdate | None = None
+        self._graphed_act: GraphedCall | None = None
         if self.cuda_graph and self.device.type != "cuda":
             warnings.warn(f"cuda_graph=True has no effect on device {self.device}: updates run eagerly.", stacklevel=2)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_scaler", "_graphed_update"]
+        return [
+            *super()._excluded_save_params(),
+            "_policy_state",
+            "_episode_starts",
+            "_scaler",
+            "_graphed_update",
+            "_graphed_act",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
@@ -595,15 +603,37 @@ class DreamerV2(OffPolicyAlgorithm):
             buffer_action = self.policy.scale_action(action) if isinstance(self.action_space, spaces.Box) else action
             return action, buffer_action
         assert self._policy_state is not None and self._episode_starts is not None
-        obs, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
+        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
+        obs = self.policy.obs_dict(obs_tensor)
         starts = th.as_tensor(self._episode_starts, dtype=th.float32, device=self.device)
+        latent, prev_action = self._policy_state
+        inputs = (*(obs[k] for k in sorted(obs)), latent.deter, latent.stoch, latent.logits, prev_action, starts)
         with th.no_grad():
-            model_action, state = self.policy.act(self.policy.obs_dict(obs), self._policy_state, starts)
-            model_action = self._explore(model_action)
-        self._policy_state = PolicyState(state.latent, model_action)
+            if self._uses_graph():
+                if self._graphed_act is None:
+                    self._graphed_act = GraphedCall(self._act_step, warmup=2, key=lambda: id(self.policy))
+                outputs = self._graphed_act(*inputs)
+            else:
+                outputs = self._act_step(*inputs)
+        model_action, deter, stoch, logits = outputs
+        assert isinstance(model_action, th.Tensor)
+        self._policy_state = PolicyState(RSSMState(deter, stoch, logits), model_action)  # type: ignore[arg-type]
         action = self.policy.to_env_action(model_action)
         buffer_action = action if self.policy.discrete else model_action.clamp(-1, 1).cpu().numpy()
         return action, buffer_action
+
+    def _act_step(self, *tensors: th.Tensor) -> tuple[th.Tensor, ...]:
+        """One acting step on flat tensors (what the acting CUDA graph captures).
+
+        :param tensors: the observation tensors (keys sorted), then deter, stoch, logits and action of the
+            carried state, and (B,) episode starts.
+        :return: (B, A) the explored model action, and the new latent's deter, stoch, logits.
+        """
+        *obs_values, deter, stoch, logits, action, starts = tensors
+        obs = dict(zip(sorted(self.policy.shapes), obs_values))
+        new_action, state = self.policy.act(obs, PolicyState(RSSMState(deter, stoch, logits), action), starts)
+        latent = state.latent
+        return self._explore(new_action), latent.deter, latent.stoch, latent.logits
 
     def _explore(self, action: th.Tensor) -> th.Tensor:
         """Epsilon-uniform (Discrete) or Gaussian (Box) exploration noise, ``expl_noise`` of the reference."""
@@ -742,9 +772,9 @@ class DreamerV2(OffPolicyAlgorithm):
         :return: detached metrics, ``skipped_steps`` among them (not yet added to the run's count).
         """
         if self._uses_graph():
-            if self._graphed_update is None:
-                policy = self.policy
-                optimizers = [policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer]
+            policy = self.policy
+            optimizers = [policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer]
+            if self._graphed_update is None or self._graphed_update.optimizers != optimizers:
                 self._graphed_update = GraphedUpdate(lambda b: self.update(b, sync_free=True), optimizers)
             metrics = self._graphed_update(batch)
         else:
