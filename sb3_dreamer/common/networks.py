@@ -18,7 +18,7 @@ def mlp(in_dim: int, out_dim: int | None, layers: int, units: int, norm: Norm = 
         modules += [nn.Linear(in_dim, units, bias=norm == "none")]
         if norm == "layer":
             modules.append(nn.LayerNorm(units))
-        modules.append(nn.ELU())
+        modules.append(nn.ELU(inplace=True))
         in_dim = units
     if out_dim is not None:
         modules.append(nn.Linear(in_dim, out_dim))
@@ -111,7 +111,7 @@ class Encoder(nn.Module):
                 layers += [nn.Conv2d(channels, depth, kernel, 2)]
                 if norm == "layer":
                     layers.append(nn.GroupNorm(1, depth))
-                layers.append(nn.ELU())
+                layers.append(nn.ELU(inplace=True))
                 channels, size = depth, (size - kernel) // 2 + 1
             self.cnn = nn.Sequential(ChannelsLast(), *layers, nn.Flatten()).to(memory_format=th.channels_last)  # type: ignore[call-overload]
             self.embed_size += channels * size * size
@@ -180,7 +180,7 @@ class Decoder(nn.Module):
                 if not last:
                     if norm == "layer":
                         layers.append(nn.GroupNorm(1, depth))
-                    layers.append(nn.ELU())
+                    layers.append(nn.ELU(inplace=True))
                 channels = depth
             self.cnn = nn.Sequential(*layers).to(memory_format=th.channels_last)  # type: ignore[call-overload]
         if self.vector_keys:

@@ -27,7 +27,7 @@ class Observed(NamedTuple):
 
 
 def _norm_act(units: int, norm: Norm) -> nn.Sequential:
-    return nn.Sequential(nn.LayerNorm(units) if norm == "layer" else nn.Identity(), nn.ELU())
+    return nn.Sequential(nn.LayerNorm(units) if norm == "layer" else nn.Identity(), nn.ELU(inplace=True))
 
 
 class RSSM(nn.Module):
