@@ -76,3 +76,21 @@ def test_cuda_graph_is_refused_with_fp16_and_ignored_on_a_cpu():
     with pytest.warns(UserWarning, match="no effect on device cpu"):
         model = DreamerV2.from_preset("debug", "MlpPolicy", env, cuda_graph=True, device="cpu")
     assert not model._uses_graph()
+
+
+@pytest.mark.parametrize("action_space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)])
+def test_the_update_runs_the_actor_once_per_imagined_state(action_space):
+    # The actor loss reuses the outputs computed while imagining (no second forward pass over the states).
+    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), action_space)
+    model = DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0)
+    for t in range(64):
+        obs = np.full((1, 5), t / 64, np.float32)
+        action = np.array([t % 3]) if isinstance(action_space, spaces.Discrete) else np.zeros((1, 2), np.float32)
+        model.replay_buffer.add(obs, obs, action, np.array([1.0], np.float32), np.array([False]), [{}])
+    calls = []
+    model.policy.actor.net.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    before = [p.detach().clone() for p in model.policy.actor.parameters()]
+    model.update(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    assert len(calls) == model.imagination_horizon
+    assert all(n == model.batch_size * model.sequence_length for n in calls)
+    assert any(not th.equal(p, q) for p, q in zip(before, model.policy.actor.parameters()))  # and it learns

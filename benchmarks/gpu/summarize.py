@@ -1,6 +1,6 @@
 """Collect every committed GPU run (``benchmarks/results/gpu/<card>/<run>/gpu_bench.json``) into one table and plot.
 
-    python benchmarks/gpu/summarize.py   # writes benchmarks/results/gpu/summary.{csv,png}
+python benchmarks/gpu/summarize.py   # writes benchmarks/results/gpu/summary.{csv,png}
 """
 
 import csv

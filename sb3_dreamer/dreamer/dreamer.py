@@ -723,7 +723,7 @@ class DreamerV2(OffPolicyAlgorithm):
             # Actions:   0   [a1]  [a2]   a3      the action at index t + 1 is taken in state t
             # States:   [z0]->[z1]->[z2]-> z3
             # Targets:  t0   [t1]  [t2]           objective of a_{t+1}: target[t + 1] vs baseline value[t]
-            dist = policy.actor(traj.feat[:-2].detach())
+            dist = policy.actor.dist(traj.actor_out[:-1])  # states 0..H-2, computed while imagining
             log_prob = dist.log_prob(traj.action[1:-1].detach())
             objective = actor_objective(log_prob, target[1:], value[:-2], actor_grad, self.actor_grad_mix)
             entropy = dist.entropy()

@@ -109,7 +109,10 @@ class Actor(nn.Module):
 
     def forward(self, feat: th.Tensor) -> OneHotST | TruncNormal:
         """:param feat: (..., F). :return: a distribution over (..., A)."""
-        out = self.net(feat)
+        return self.dist(self.net(feat))
+
+    def dist(self, out: th.Tensor) -> OneHotST | TruncNormal:
+        """:param out: (..., A or 2A) outputs of ``net``. :return: the distribution they parameterise."""
         if self.discrete:
             return OneHotST(out)
         mean, std = out.chunk(2, -1)
@@ -189,14 +192,19 @@ class WorldModel(nn.Module):
     def imagine(self, actor: Actor, start: RSSMState, start_is_terminal: th.Tensor, horizon: int, gamma: float) -> Imagination:
         """Roll the prior forward from ``start`` with actions sampled from ``actor``.
 
+        The actor's outputs always record gradients for the actor (its input is detached), also where the
+        rest runs without autograd: the actor loss uses them instead of running the actor again.
+
         :param start: (N, ...) posterior states. :param start_is_terminal: (N,) their true termination flags.
         :return: a trajectory of ``horizon + 1`` states, the start included.
         """
         state = start
         feats = [start.feat()]
-        actions = []
+        actions, actor_outs = [], []
         for _ in range(horizon):
-            action = actor(feats[-1].detach()).sample()
+            with th.enable_grad():
+                actor_outs.append(actor.net(feats[-1].detach()))
+            action = actor.dist(actor_outs[-1]).sample()
             state = self.rssm.img_step(state, action)
             feats.append(state.feat())
             actions.append(action)
@@ -210,7 +218,9 @@ class WorldModel(nn.Module):
             discount = th.cat([first, th.full_like(reward[1:], gamma)], 0)
         # discount[t] says whether state t + 1 is valid, so the weight of state t uses discounts before t.
         weight = th.cumprod(th.cat([th.ones_like(discount[:1]), discount[:-1]], 0), 0).detach()
-        return Imagination(feat, th.stack(actions), reward, discount, weight)
+        with th.enable_grad():
+            actor_out = th.stack(actor_outs)  # (H, N, A or 2A)
+        return Imagination(feat, th.stack(actions), reward, discount, weight, actor_out)
 
 
 def check_finite_observation(observation: np.ndarray | dict[str, np.ndarray]) -> None:
