@@ -113,16 +113,21 @@ def update_flops(model: DreamerV2) -> int:
     return counter.get_total_flops()
 
 
-def measure(preset: str, updates: int, device: str, mixed_precision: str = "no") -> dict:
+def measure(preset: str, updates: int, device: str, mixed_precision: str = "no", compile_model: bool = False) -> dict:
     policy, obs_space, act_space = DOMAINS[preset]
     env = SpacesEnv(obs_space, act_space)
-    model = DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision)
+    model = DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision,
+                                  compile_model=compile_model)  # fmt: skip
+    start = time.perf_counter()
     seconds = time_updates(model, device, warmup=2, updates=updates)
+    warmup_s = time.perf_counter() - start - seconds * updates  # the compilation, with compile_model
     flops = update_flops(model)
     params = sum(p.numel() for p in model.policy.world_model.parameters())
     return {
         "preset": preset,
         "mixed_precision": mixed_precision,
+        "compile_model": compile_model,
+        "warmup_s": round(warmup_s, 1),
         "predict_ms_1_env": round(predict_latency_ms(model, 1), 2),
         "predict_ms_16_envs": round(predict_latency_ms(model, 16), 2),
         "batch": f"{model.batch_size}x{model.sequence_length}",
@@ -173,6 +178,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast of our update")
+    parser.add_argument("--compile-model", action="store_true", help="our update with compile_model=True")
     parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     args = parser.parse_args()
@@ -181,7 +187,7 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
-        row = measure(preset, updates, args.device, args.mixed_precision)
+        row = measure(preset, updates, args.device, args.mixed_precision, args.compile_model)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
         if args.peer_python and preset in PEER_SIZES:
             peer = measure_peer(args.peer_python, preset, args.threads, max(3, updates // 3), args.mixed_precision)
