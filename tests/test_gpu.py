@@ -42,23 +42,26 @@ def test_cpu_and_cuda_compute_the_same_model():
         assert th.allclose(a, b, atol=1e-4, rtol=1e-3)
 
 
-def _filled(**kwargs) -> DreamerV2:  # noqa: ANN003
+def _filled(discrete: bool, **kwargs) -> DreamerV2:  # noqa: ANN003
     import numpy as np
     from gymnasium import spaces
 
     from benchmarks.update_speed import SpacesEnv
 
-    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(3))
+    action_space = spaces.Discrete(3) if discrete else spaces.Box(-1, 1, (2,), np.float32)
+    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), action_space)
     model = DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0, device="cuda", **kwargs)
     rng = np.random.default_rng(0)
     for t in range(64):
         obs = rng.uniform(-1, 1, (1, 5)).astype(np.float32)
-        model.replay_buffer.add(obs, obs, np.array([t % 3]), np.array([1.0], np.float32), np.array([False]), [{}])
+        action = np.array([t % 3]) if discrete else rng.uniform(-1, 1, (1, 2)).astype(np.float32)
+        model.replay_buffer.add(obs, obs, action, np.array([1.0], np.float32), np.array([False]), [{}])
     return model
 
 
-def test_cuda_graph_update_equals_the_eager_one():
-    eager, graphed = _filled(), _filled(cuda_graph=True)
+@pytest.mark.parametrize("discrete", [True, False])  # reinforce; dynamics (gradients through the frozen model)
+def test_cuda_graph_update_equals_the_eager_one(discrete):
+    eager, graphed = _filled(discrete), _filled(discrete, cuda_graph=True)
     batches = [eager.replay_buffer.sample(eager.batch_size, eager.sequence_length) for _ in range(6)]
     for i, batch in enumerate(batches):  # 3 eager warm-up updates, the capture, 2 replays
         results = []
