@@ -94,3 +94,28 @@ def test_the_update_runs_the_actor_once_per_imagined_state(action_space):
     assert len(calls) == model.imagination_horizon
     assert all(n == model.batch_size * model.sequence_length for n in calls)
     assert any(not th.equal(p, q) for p, q in zip(before, model.policy.actor.parameters()))  # and it learns
+
+
+def test_a_model_saved_with_capturable_optimisers_trains_eagerly_after_loading(tmp_path):
+    # A model trained with cuda_graph saves its optimisers with capturable=True; AdamW refuses such a step on
+    # CPU tensors unless the flag is switched back.
+    from sb3_dreamer.common.cuda_graph import set_capturable
+
+    model = _model(False)
+    _fill(model)
+    model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    for optimizer in (model.policy.model_optimizer, model.policy.actor_optimizer, model.policy.critic_optimizer):
+        set_capturable(optimizer, True)
+    model.save(tmp_path / "graphed.zip")
+    loaded = DreamerV2.load(tmp_path / "graphed.zip", device="cpu")
+    assert loaded.policy.model_optimizer.param_groups[0]["capturable"]
+    _fill(loaded)
+    loaded.train_step(loaded.replay_buffer.sample(loaded.batch_size, loaded.sequence_length))
+    assert not loaded.policy.model_optimizer.param_groups[0]["capturable"]
+
+
+def test_cuda_graph_with_fp16_is_refused_when_loading_too(tmp_path):
+    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(3))
+    DreamerV2.from_preset("debug", "MlpPolicy", env, mixed_precision="fp16", device="cpu").save(tmp_path / "m.zip")
+    with pytest.raises(ValueError, match="mixed_precision='bf16'"):
+        DreamerV2.load(tmp_path / "m.zip", cuda_graph=True)

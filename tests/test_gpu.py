@@ -63,7 +63,7 @@ def _filled(discrete: bool, **kwargs) -> DreamerV2:  # noqa: ANN003
 def test_cuda_graph_update_equals_the_eager_one(discrete):
     eager, graphed = _filled(discrete), _filled(discrete, cuda_graph=True)
     batches = [eager.replay_buffer.sample(eager.batch_size, eager.sequence_length) for _ in range(6)]
-    for i, batch in enumerate(batches):  # 3 eager warm-up updates, the capture, 2 replays
+    for i, batch in enumerate(batches):  # 4 eager updates (the first creates the optimiser state), capture, replay
         results = []
         for model in (eager, graphed):
             th.manual_seed(i)
@@ -110,3 +110,14 @@ def test_cuda_graph_acting_step_equals_the_eager_one():
         action, deter, stoch, logits = outputs[0]
         latent = latent._replace(deter=deter, stoch=stoch, logits=logits)
     assert graphed.captures == 1
+
+
+def test_cuda_graph_is_captured_again_when_a_hyperparameter_changes():
+    model = _filled(True, cuda_graph=True)
+    for _ in range(6):
+        model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    assert model._graphed_update is not None and model._graphed_update.captures == 1
+    model.actor_entropy *= 10  # e.g. annealed by a callback: the captured value must not be used any more
+    for _ in range(5):
+        model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    assert model._graphed_update.captures == 2

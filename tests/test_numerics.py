@@ -67,3 +67,10 @@ def test_nan_observations_are_refused_with_the_fix_named():
         model.learn(10)
     with pytest.raises(ValueError, match="nan_to_num"):
         model.predict(np.array([0.0, np.inf, 0.0, 0.0], np.float32))
+
+
+def test_the_stop_counts_the_streak_even_when_a_finite_update_follows_in_the_same_call(tmp_path):
+    model = _model(tmp_path, reward=1.0)
+    with pytest.raises(RuntimeError, match="3 updates in a row"):
+        model._count_skipped([3, 1, 3, 0])  # max_nonfinite_updates=3: the streak reached 3 before the finite one
+    assert (tmp_path / "dreamerv2_nonfinite_stop.zip").exists()

@@ -69,7 +69,7 @@ def part_updates(device: str, quick: bool, precisions: list[str]) -> dict[str, A
 
 
 def part_compiled(device: str, quick: bool, precision: str, gflop: float | None) -> dict[str, Any]:
-    """``compile_model=True`` in the fastest eager precision; last, since compiling takes an unknown while."""
+    """``compile_model=True`` (no graph) in the fastest precision; last, since compiling takes an unknown while."""
     warmup, updates = (1, 2) if quick else (3, 20)
     start = time.perf_counter()
     model = atari_model(device, mixed_precision=precision, compile_model=True)

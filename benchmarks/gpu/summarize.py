@@ -49,6 +49,8 @@ def collect() -> tuple[list[dict], list[dict]]:
 
 def main() -> None:
     updates, learn = collect()
+    if not updates or not learn:
+        raise SystemExit(f"No update or learn measurements under {RESULTS}/<card>/<run>/gpu_bench.json yet.")
     for name, rows in (("summary_updates.csv", updates), ("summary_learn.csv", learn)):
         with open(RESULTS / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

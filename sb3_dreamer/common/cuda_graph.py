@@ -17,6 +17,7 @@ Random numbers (latent and action samples) come from the default CUDA generator,
 like eager calls do.
 """
 
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 
 import torch as th
@@ -26,14 +27,19 @@ from sb3_dreamer.common.type_aliases import SequenceBatch
 Outputs = dict[str, th.Tensor] | tuple[th.Tensor, ...]
 
 
-def make_capturable(optimizer: th.optim.Optimizer) -> None:
-    """Let ``optimizer`` be captured: ``capturable=True``, its step counters as float32 on their parameters' device."""
+def set_capturable(optimizer: th.optim.Optimizer, capturable: bool) -> None:
+    """Make ``optimizer`` capturable (step counters as float32 on their parameters' device) or not (on the
+    CPU). The flag is saved with the optimiser's state, so a model trained with graphs and loaded elsewhere
+    must be switched back before its next eager step.
+    """
     for group in optimizer.param_groups:
-        group["capturable"] = True
+        group["capturable"] = capturable
         for param in group["params"]:
             state = optimizer.state.get(param, {})
-            if "step" in state:
-                state["step"] = th.as_tensor(state["step"], dtype=th.float32, device=param.device)
+            step = state.get("step")
+            device = param.device if capturable else th.device("cpu")
+            if isinstance(step, th.Tensor) and (step.device != device or step.dtype != th.float32):
+                state["step"] = step.to(device=device, dtype=th.float32)
 
 
 def step_where_finite(optimizer: th.optim.Optimizer, finite: th.Tensor) -> None:
@@ -47,6 +53,11 @@ def step_where_finite(optimizer: th.optim.Optimizer, finite: th.Tensor) -> None:
     """
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if any(not optimizer.state.get(p) for p in params):
+        if th.cuda.is_available() and th.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                "Capturing an optimiser step before the optimiser has any state (every eager warm-up step was "
+                "skipped as non-finite): check the observations and rewards, or train without cuda_graph."
+            )
         if bool(finite):
             optimizer.step()
         return
@@ -121,31 +132,43 @@ class GraphedCall:
 class GraphedUpdate:
     """One update from a :class:`SequenceBatch`, through a :class:`GraphedCall` (3 eager warm-up updates).
 
-    The graph bakes in the learning rates and the optimisers' tensors (parameters, moments, step counters):
-    when any of them changes (a schedule, ``set_parameters`` loading optimiser state) it is captured again.
+    The graph bakes in the optimisers' hyperparameters and tensors (the addresses of parameters, moments and
+    step counters) and whatever ``key()`` returns: when any of them changes (a learning-rate schedule, a loss
+    scale changed by a callback, ``set_parameters`` loading optimiser state) it is captured again, after a new
+    warm-up; a changed learning rate warns (a schedule that changes it every call keeps the update eager).
 
     :param update: batch -> metrics, free of host synchronisation.
     :param optimizers: the optimisers ``update`` steps (made capturable).
+    :param key: the other values ``update`` reads as Python numbers (hyperparameters).
     """
 
-    def __init__(self, update: Callable[[SequenceBatch], dict[str, th.Tensor]], optimizers: Sequence[th.optim.Optimizer]):
-        self.update, self.optimizers = update, optimizers
+    def __init__(
+        self,
+        update: Callable[[SequenceBatch], dict[str, th.Tensor]],
+        optimizers: Sequence[th.optim.Optimizer],
+        key: Callable[[], Hashable] = lambda: None,
+    ):
+        self.update, self.optimizers, self.key = update, list(optimizers), key
         self._keys: tuple[str, ...] = ()
         self._state: Hashable = None
+        self._warned = False
         self.call = GraphedCall(self._flat_update, warmup=3, key=lambda: self._state)
 
     @property
     def captures(self) -> int:
         return self.call.captures
 
-    def _optimizer_state(self) -> Hashable:
-        """Learning rates and the identity of every tensor the optimisers step."""
+    def _optimizer_state(self) -> tuple[Hashable, ...]:
+        """Learning rates, the other hyperparameters and the address of every tensor the optimisers step."""
         lrs = tuple(float(group["lr"]) for opt in self.optimizers for group in opt.param_groups)
+        settings = tuple(
+            (group["eps"], group["betas"], group["weight_decay"]) for opt in self.optimizers for group in opt.param_groups
+        )
         tensors = tuple(
-            id(t) for opt in self.optimizers for group in opt.param_groups for p in group["params"]
-            for t in (p, *opt.state.get(p, {}).values())
+            t.data_ptr() for opt in self.optimizers for group in opt.param_groups for p in group["params"]
+            for t in (p, *opt.state.get(p, {}).values()) if isinstance(t, th.Tensor)
         )  # fmt: skip
-        return lrs, tensors
+        return lrs, settings, tensors, self.key()
 
     def _flat_update(self, *tensors: th.Tensor) -> dict[str, th.Tensor]:
         n = len(self._keys)
@@ -156,8 +179,16 @@ class GraphedUpdate:
         """One update on ``batch``. :return: its metrics (fresh tensors)."""
         state = self._optimizer_state()
         if state != self._state:
+            if self.call.graph is not None and state[0] != self._state[0] and not self._warned:  # type: ignore[index]
+                warnings.warn(
+                    "A learning rate changed after the CUDA graph was captured: it is captured again after 3 eager "
+                    "updates, and a schedule that changes the rate at every train() call keeps the update eager. "
+                    "Use a constant learning rate with cuda_graph=True.",
+                    stacklevel=3,
+                )
+                self._warned = True
             for optimizer in self.optimizers:
-                make_capturable(optimizer)
+                set_capturable(optimizer, True)
             self._state = self._optimizer_state()
         self._keys = tuple(sorted(batch.obs))
         tensors = (*(batch.obs[k] for k in self._keys), batch.action, batch.reward, batch.is_first, batch.is_terminal)

@@ -28,7 +28,7 @@ from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.checkpoint import capture_random_state, latest_checkpoint, restore_random_state
-from sb3_dreamer.common.cuda_graph import GraphedCall, GraphedUpdate, step_where_finite
+from sb3_dreamer.common.cuda_graph import GraphedCall, GraphedUpdate, set_capturable, step_where_finite
 from sb3_dreamer.common.safe_load import decode_space, encode_space, read_safe, write_spec
 from sb3_dreamer.common.type_aliases import BehaviorLoss, RSSMState, SequenceBatch
 from sb3_dreamer.dreamer.losses import ActorGrad, actor_loss, actor_objective, critic_loss, lambda_return
@@ -302,11 +302,6 @@ class DreamerV2(OffPolicyAlgorithm):
         self.mixed_precision = mixed_precision
         self.compile_model = compile_model
         self.cuda_graph = cuda_graph
-        if cuda_graph and mixed_precision == "fp16":
-            raise ValueError(
-                "cuda_graph=True needs mixed_precision 'no' or 'bf16', got 'fp16': its loss scaler checks the "
-                "gradients on the host every step. Use mixed_precision='bf16'."
-            )
         self.max_nonfinite_updates = max_nonfinite_updates
         self.replay_dir = replay_dir
         self._skipped_steps = 0
@@ -350,6 +345,11 @@ class DreamerV2(OffPolicyAlgorithm):
         )  # fmt: skip
 
     def _setup_model(self) -> None:
+        if self.cuda_graph and self.mixed_precision == "fp16":
+            raise ValueError(
+                "cuda_graph=True needs mixed_precision 'no' or 'bf16', got 'fp16': its loss scaler checks the "
+                "gradients on the host every step. Use mixed_precision='bf16'."
+            )
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.replay_buffer = SequenceReplayBuffer(
@@ -366,12 +366,7 @@ class DreamerV2(OffPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
         )
         self.policy = self.policy.to(self.device)
-        # With compile_model, the world model's loss and imagination are compiled as whole functions: their
-        # recurrent loops unrolled and fused. fallback_random keeps eager's random numbers (the same samples).
-        world_model = self.policy.world_model
-        options: dict[str, str | int | bool | Callable[..., Any]] = {"fallback_random": True}
-        self._model_loss = th.compile(world_model.loss, options=options) if self.compile_model else world_model.loss
-        self._imagine = th.compile(world_model.imagine, options=options) if self.compile_model else world_model.imagine
+        self._compiled: tuple[nn.Module, Callable, Callable] | None = None
         self._convert_train_freq()
         # fp16's loss scale starts at 1, not PyTorch's 65536: the image loss sums over pixels, so the decoder's
         # gradients overflow fp16 at scales above ~16 (the default would skip the first ~13 updates).
@@ -389,8 +384,7 @@ class DreamerV2(OffPolicyAlgorithm):
             "_scaler",
             "_graphed_update",
             "_graphed_act",
-            "_model_loss",
-            "_imagine",
+            "_compiled",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -618,7 +612,7 @@ class DreamerV2(OffPolicyAlgorithm):
         with th.no_grad():
             if self._uses_graph():
                 if self._graphed_act is None:
-                    self._graphed_act = GraphedCall(self._act_step, warmup=2, key=lambda: id(self.policy))
+                    self._graphed_act = GraphedCall(self._act_step, warmup=2, key=self._act_graph_key)
                 outputs = self._graphed_act(*inputs)
             else:
                 outputs = self._act_step(*inputs)
@@ -628,6 +622,12 @@ class DreamerV2(OffPolicyAlgorithm):
         action = self.policy.to_env_action(model_action)
         buffer_action = action if self.policy.discrete else model_action.clamp(-1, 1).cpu().numpy()
         return action, buffer_action
+
+    def _act_graph_key(self) -> tuple:
+        """What the acting graph bakes in: the policy, the exploration noise, the update graph's captures (a
+        recapture there means parameters moved)."""
+        captures = self._graphed_update.captures if self._graphed_update is not None else 0
+        return id(self.policy), self.expl_noise, captures
 
     def _act_step(self, *tensors: th.Tensor) -> tuple[th.Tensor, ...]:
         """One acting step on flat tensors (what the acting CUDA graph captures).
@@ -723,7 +723,7 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_grad = self._resolved_actor_grad()
         grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
         with grad_mode, self._autocast():
-            traj = self._imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
+            traj = self._world_model_fns()[1](policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
             value = policy.slow_critic(traj.feat).squeeze(-1).float()  # (H + 1, N)
             target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
         with self._autocast():
@@ -749,6 +749,27 @@ class DreamerV2(OffPolicyAlgorithm):
         }
         return BehaviorLoss(a_loss, c_loss, metrics)
 
+    def _world_model_fns(self) -> tuple[Callable, Callable]:
+        """The world model's ``loss`` and ``imagine``; with ``compile_model``, compiled as whole functions (their
+        recurrent loops unrolled and fused; ``fallback_random`` keeps eager's random numbers, the same samples).
+        """
+        world_model = self.policy.world_model
+        if not self.compile_model:
+            return world_model.loss, world_model.imagine
+        if self._compiled is None or self._compiled[0] is not world_model:
+            options: dict[str, str | int | bool | Callable[..., Any]] = {"fallback_random": True}
+            loss, imagine = (th.compile(fn, options=options) for fn in (world_model.loss, world_model.imagine))
+            self._compiled = (world_model, loss, imagine)
+        return self._compiled[1], self._compiled[2]
+
+    def _graph_key(self) -> tuple:
+        """The hyperparameters the update reads as Python numbers (a captured graph bakes them in)."""
+        return (
+            self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg, self.reward_scale, self.discount_scale,
+            self.reward_transform, self.gamma, self.return_lambda, self.imagination_horizon, self.actor_grad,
+            self.actor_grad_mix, self.actor_entropy, self.grad_clip, self.mixed_precision,
+        )  # fmt: skip
+
     def _uses_graph(self) -> bool:
         return self.cuda_graph and self.device.type == "cuda"
 
@@ -760,7 +781,7 @@ class DreamerV2(OffPolicyAlgorithm):
         """
         policy = self.policy
         with self._autocast():
-            model = self._model_loss(
+            model = self._world_model_fns()[0](
                 batch, self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg,
                 self.reward_scale, self.discount_scale, self.reward_transform,
             )  # fmt: skip
@@ -782,9 +803,11 @@ class DreamerV2(OffPolicyAlgorithm):
             policy = self.policy
             optimizers = [policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer]
             if self._graphed_update is None or self._graphed_update.optimizers != optimizers:
-                self._graphed_update = GraphedUpdate(lambda b: self.update(b, sync_free=True), optimizers)
+                self._graphed_update = GraphedUpdate(lambda b: self.update(b, sync_free=True), optimizers, self._graph_key)
             metrics = self._graphed_update(batch)
         else:
+            for optimizer in (self.policy.model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer):
+                set_capturable(optimizer, False)  # a model trained with graphs, loaded for eager training
             metrics = self.update(batch)
         self._scaler.update()
         self._update_slow_critic()
@@ -807,7 +830,9 @@ class DreamerV2(OffPolicyAlgorithm):
         for n in skipped:
             self._skipped_steps += n
             self._nonfinite_streak = self._nonfinite_streak + 1 if n > 0 else 0
-        if self._nonfinite_streak < self.max_nonfinite_updates:
+            if self._nonfinite_streak >= self.max_nonfinite_updates:
+                break
+        else:
             return
         path = f"{self.logger.get_dir() or '.'}/dreamerv2_nonfinite_stop.zip"
         self.save(path)
