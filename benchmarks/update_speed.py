@@ -157,17 +157,17 @@ def measure_peer(python: str, preset: str, threads: int, updates: int, mixed_pre
     return json.loads(out.strip().splitlines()[-1])
 
 
-def learn_speed(steps: int) -> dict:
+def learn_speed(steps: int, compile_model: bool = False) -> dict:
     """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings (train_freq 10)."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
     from benchmarks.classic_control import DREAMER
 
-    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=0, **DREAMER["CartPole-v1"])
+    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=0, compile_model=compile_model, **DREAMER["CartPole-v1"])
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
-    return {"task": "CartPole-v1", "steps": steps, "updates": model._n_updates, "seconds": round(seconds, 1),
-            "env_steps_per_s": round(steps / seconds, 1)}  # fmt: skip
+    return {"task": "CartPole-v1", "compile_model": compile_model, "steps": steps, "updates": model._n_updates,
+            "seconds": round(seconds, 1), "env_steps_per_s": round(steps / seconds, 1)}  # fmt: skip
 
 
 def main() -> None:
@@ -203,7 +203,7 @@ def main() -> None:
         "results": rows,
     }
     if args.learn_steps:
-        report["learn"] = learn_speed(args.learn_steps)
+        report["learn"] = learn_speed(args.learn_steps, args.compile_model)
         print(json.dumps(report["learn"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
