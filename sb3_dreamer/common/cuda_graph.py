@@ -4,7 +4,7 @@ acting step (encoder, posterior step, actor, exploration), each captured once an
 On a GPU an update of DreamerV2 is thousands of small kernels (50 recurrent steps of the RSSM, 15 imagined
 steps, their backward passes, three optimisers), and launching them from Python costs more than running them:
 on an H100 the eager update reached ~7 of its ~60 fp32 TFLOP/s, the replayed graph ~17 (bf16: 4.8 -> 24). An
-acting step is ~80 kernels for one observation. What a graph needs (PyTorch's "whole network capture"):
+acting step is dozens of small kernels for one observation. What a graph needs (PyTorch's "whole network capture"):
 
 - the same shapes every call: inputs are copied into tensors the graph owns;
 - no host synchronisation inside: the update skips a non-finite optimiser step without asking the host
@@ -130,7 +130,8 @@ class GraphedCall:
 
 
 class GraphedUpdate:
-    """One update from a :class:`SequenceBatch`, through a :class:`GraphedCall` (3 eager warm-up updates).
+    """One update from a :class:`SequenceBatch`, through a :class:`GraphedCall` (3 eager warm-up updates once the
+    optimisers have state: 4 for fresh ones).
 
     The graph bakes in the optimisers' hyperparameters and tensors (the addresses of parameters, moments and
     step counters) and whatever ``key()`` returns: when any of them changes (a learning-rate schedule, a loss
