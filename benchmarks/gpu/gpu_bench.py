@@ -47,7 +47,7 @@ def atari_model(device: str, **kwargs: Any) -> DreamerV2:
 
 
 def part_updates(device: str, quick: bool, precisions: list[str]) -> dict[str, Any]:
-    """Eager, and on CUDA replayed from a CUDA graph (after 3 eager updates and the capture, untimed)."""
+    """Eager, and on CUDA replayed from a CUDA graph (after 4 eager updates and the capture, untimed)."""
     warmup, updates = (1, 2) if quick else (3, 20)
     precisions = [p for p in precisions if p != "fp16" or device == "cuda"]
     modes = [False, True] if device == "cuda" else [False]
