@@ -33,6 +33,8 @@ def set_capturable(optimizer: th.optim.Optimizer, capturable: bool) -> None:
     must be switched back before its next eager step.
     """
     for group in optimizer.param_groups:
+        if group.get("capturable") == capturable:  # already switched (its steps were moved then)
+            continue
         group["capturable"] = capturable
         for param in group["params"]:
             state = optimizer.state.get(param, {})

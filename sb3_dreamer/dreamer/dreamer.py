@@ -10,7 +10,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 import cloudpickle
 import numpy as np
@@ -44,6 +44,14 @@ from sb3_dreamer.dreamer.policies import (
     frozen,
 )
 from sb3_dreamer.dreamer.presets import PRESETS
+
+
+class WorldModelFns(NamedTuple):
+    """The world model's two whole functions an update calls (compiled with ``compile_model``)."""
+
+    loss: Callable[..., Any]
+    imagine: Callable[..., Any]
+
 
 SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
 MixedPrecision = Literal["no", "bf16", "fp16"]
@@ -368,7 +376,7 @@ class DreamerV2(OffPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
         )
         self.policy = self.policy.to(self.device)
-        self._compiled: tuple[nn.Module, Callable, Callable] | None = None
+        self._compiled: tuple[nn.Module, WorldModelFns] | None = None  # (the world model they compile, fns)
         self._convert_train_freq()
         # fp16's loss scale starts at 1, not PyTorch's 65536: the image loss sums over pixels, so the decoder's
         # gradients overflow fp16 at scales above ~16 (the default would skip the first ~13 updates).
@@ -725,7 +733,8 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_grad = self._resolved_actor_grad()
         grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
         with grad_mode, self._autocast():
-            traj = self._world_model_fns()[1](policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
+            imagine = self._world_model_fns().imagine
+            traj = imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
             value = policy.slow_critic(traj.feat).squeeze(-1).float()  # (H + 1, N)
             target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
         with self._autocast():
@@ -751,18 +760,18 @@ class DreamerV2(OffPolicyAlgorithm):
         }
         return BehaviorLoss(a_loss, c_loss, metrics)
 
-    def _world_model_fns(self) -> tuple[Callable, Callable]:
+    def _world_model_fns(self) -> WorldModelFns:
         """The world model's ``loss`` and ``imagine``; with ``compile_model``, compiled as whole functions (their
         recurrent loops unrolled and fused; ``fallback_random`` keeps eager's random numbers, the same samples).
         """
         world_model = self.policy.world_model
         if not self.compile_model:
-            return world_model.loss, world_model.imagine
+            return WorldModelFns(world_model.loss, world_model.imagine)
         if self._compiled is None or self._compiled[0] is not world_model:
             options: dict[str, str | int | bool | Callable[..., Any]] = {"fallback_random": True}
-            loss, imagine = (th.compile(fn, options=options) for fn in (world_model.loss, world_model.imagine))
-            self._compiled = (world_model, loss, imagine)
-        return self._compiled[1], self._compiled[2]
+            fns = WorldModelFns(*(th.compile(fn, options=options) for fn in (world_model.loss, world_model.imagine)))
+            self._compiled = (world_model, fns)
+        return self._compiled[1]
 
     def _graph_key(self) -> tuple:
         """The hyperparameters the update reads as Python numbers (a captured graph bakes them in)."""
@@ -783,7 +792,7 @@ class DreamerV2(OffPolicyAlgorithm):
         """
         policy = self.policy
         with self._autocast():
-            model = self._world_model_fns()[0](
+            model = self._world_model_fns().loss(
                 batch, self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg,
                 self.reward_scale, self.discount_scale, self.reward_transform,
             )  # fmt: skip
@@ -801,14 +810,13 @@ class DreamerV2(OffPolicyAlgorithm):
 
         :return: detached metrics, ``skipped_steps`` among them (not yet added to the run's count).
         """
+        optimizers = [self.policy.model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer]
         if self._uses_graph():
-            policy = self.policy
-            optimizers = [policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer]
             if self._graphed_update is None or self._graphed_update.optimizers != optimizers:
                 self._graphed_update = GraphedUpdate(lambda b: self.update(b, sync_free=True), optimizers, self._graph_key)
             metrics = self._graphed_update(batch)
         else:
-            for optimizer in (self.policy.model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer):
+            for optimizer in optimizers:
                 set_capturable(optimizer, False)  # a model trained with graphs, loaded for eager training
             metrics = self.update(batch)
         self._scaler.update()
