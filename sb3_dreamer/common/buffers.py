@@ -202,6 +202,15 @@ class SequenceReplayBuffer:
 
     # -------------------------------------------------------------- sampling
 
+    def stored_observations(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """:param keys: observation keys. :return: key -> (size, *shape) every stored observation of it."""
+        if self.storage is None:
+            raise ValueError("The replay buffer is empty: nothing is stored yet.")
+        return {
+            key: np.concatenate([self.storage[f"obs/{key}"][: self.count[env], env] for env in range(self.n_envs)])
+            for key in keys
+        }
+
     def can_sample(self, seq_len: int) -> bool:
         return bool((self.count >= seq_len).any())
 

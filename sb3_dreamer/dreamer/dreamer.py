@@ -174,6 +174,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param mlp_layers: / :param mlp_units: depth and width of every MLP.
     :param norm: ``none`` or ``layer`` (LayerNorm in the MLPs and RSSM, GroupNorm(1) in the CNNs).
     :param pred_discount: learn the discount (continue) head.
+    :param normalize_obs: standardise vector observations per dimension with the mean and std of the replay
+        when training starts (then fixed, saved with the model); the reconstruction loss then weighs every
+        dimension by its spread, not its units. Not in the paper (off in its presets); on in ``classic``.
     :param reward_transform: ``tanh`` squashes rewards inside the world model (Atari); ``identity``; ``sign``.
     :param kl_scale: / :param kl_balance: / :param kl_free: / :param kl_free_avg: KL loss scale, balancing
         alpha, free nats and whether the free nats apply to the average.
@@ -236,6 +239,7 @@ class DreamerV2(OffPolicyAlgorithm):
         mlp_units: int = 400,
         norm: Literal["none", "layer"] = "none",
         pred_discount: bool = True,
+        normalize_obs: bool = False,
         reward_transform: Literal["identity", "tanh", "sign"] = "tanh",
         kl_scale: float = 0.1,
         kl_balance: float = 0.8,
@@ -301,6 +305,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.deter_size, self.stoch_size, self.stoch_classes = deter_size, stoch_size, stoch_classes
         self.hidden_size, self.cnn_depth, self.mlp_layers, self.mlp_units = hidden_size, cnn_depth, mlp_layers, mlp_units
         self.norm, self.pred_discount, self.reward_transform = norm, pred_discount, reward_transform
+        self.normalize_obs = normalize_obs
         self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg = kl_scale, kl_balance, kl_free, kl_free_avg
         self.reward_scale, self.discount_scale = reward_scale, discount_scale
         self.actor_lr, self.critic_lr, self.adam_eps, self.weight_decay = actor_lr, critic_lr, adam_eps, weight_decay
@@ -349,7 +354,7 @@ class DreamerV2(OffPolicyAlgorithm):
         return dict(
             deter_size=self.deter_size, stoch_size=self.stoch_size, stoch_classes=self.stoch_classes,
             hidden_size=self.hidden_size, cnn_depth=self.cnn_depth, mlp_layers=self.mlp_layers,
-            mlp_units=self.mlp_units, norm=self.norm, pred_discount=self.pred_discount,
+            mlp_units=self.mlp_units, norm=self.norm, pred_discount=self.pred_discount, normalize_obs=self.normalize_obs,
             actor_min_std=self.actor_min_std, actor_lr=self.actor_lr, critic_lr=self.critic_lr,
             adam_eps=self.adam_eps, weight_decay=self.weight_decay,
         )  # fmt: skip
@@ -383,6 +388,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self._scaler = th.amp.GradScaler(self.device.type, init_scale=1.0, enabled=self.mixed_precision == "fp16")
         self._graphed_update: GraphedUpdate | None = None
         self._graphed_act: GraphedCall | None = None
+        self._obs_norm_set = False  # checked once per process: the statistics live in the policy's buffers
         if self.cuda_graph and self.device.type != "cuda":
             warnings.warn(f"cuda_graph=True has no effect on device {self.device}: updates run eagerly.", stacklevel=2)
 
@@ -395,6 +401,7 @@ class DreamerV2(OffPolicyAlgorithm):
             "_graphed_update",
             "_graphed_act",
             "_compiled",
+            "_obs_norm_set",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -853,12 +860,23 @@ class DreamerV2(OffPolicyAlgorithm):
             "try 'bf16' or 'no'. max_nonfinite_updates sets the patience."
         )
 
+    def _set_obs_statistics(self) -> None:
+        """With ``normalize_obs``: before the first update, fix the vector statistics from the replay."""
+        obs_norm = self.policy.world_model.obs_norm
+        if obs_norm is None or self._obs_norm_set:
+            return
+        if not bool(obs_norm.is_set):  # a loaded model keeps the statistics it was trained with
+            stored = self.replay_buffer.stored_observations(list(obs_norm.sizes))
+            obs_norm.set_statistics({k: th.as_tensor(v, device=self.device) for k, v in stored.items()})
+        self._obs_norm_set = True
+
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """``gradient_steps`` updates (plus ``pretrain_steps`` the first time), metrics averaged into ``train/``."""
         if not self.replay_buffer.can_sample(self.sequence_length):
             return
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.model_optimizer)
+        self._set_obs_statistics()
         if not self._pretrained:
             gradient_steps += self.pretrain_steps
             self._pretrained = True

@@ -17,7 +17,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_dreamer.common.distributions import OneHotST, TruncNormal
-from sb3_dreamer.common.networks import Decoder, Encoder, Norm, mlp, preprocess_obs
+from sb3_dreamer.common.networks import Decoder, Encoder, Norm, VectorObsNorm, mlp, preprocess_obs, split_keys
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import Imagination, ObsDict, RSSMState, SequenceBatch, WorldModelLoss
 from sb3_dreamer.dreamer.losses import kl_balance
@@ -135,8 +135,11 @@ class WorldModel(nn.Module):
         mlp_units: int,
         norm: Norm,
         pred_discount: bool,
+        normalize_obs: bool = False,
     ):
         super().__init__()
+        vector_keys = split_keys(shapes)[1]
+        self.obs_norm = VectorObsNorm({k: shapes[k][0] for k in vector_keys}) if normalize_obs and vector_keys else None
         self.encoder = Encoder(shapes, cnn_depth, mlp_layers=mlp_layers, mlp_units=mlp_units, norm=norm)
         self.rssm = RSSM(action_dim, self.encoder.embed_size, deter_size, stoch_size, stoch_classes, hidden_size, norm)
         feat = self.rssm.feat_size
@@ -144,9 +147,15 @@ class WorldModel(nn.Module):
         self.reward_head = mlp(feat, 1, mlp_layers, mlp_units, norm)
         self.discount_head = mlp(feat, 1, mlp_layers, mlp_units, norm) if pred_discount else None
 
+    def preprocess(self, obs: ObsDict) -> ObsDict:
+        """Raw observations -> what the encoder reads and the decoder reconstructs: images in [-0.5, 0.5],
+        vectors as floats, standardised with ``normalize_obs``."""
+        obs = preprocess_obs(obs, self.encoder.image_keys)
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
     def embed(self, obs: ObsDict) -> th.Tensor:
         """:param obs: raw observations (*lead, *shape). :return: (*lead, E)."""
-        return self.encoder(preprocess_obs(obs, self.encoder.image_keys))
+        return self.encoder(self.preprocess(obs))
 
     def loss(
         self,
@@ -160,7 +169,7 @@ class WorldModel(nn.Module):
         reward_transform: RewardTransform,
     ) -> WorldModelLoss:
         """Negative ELBO with KL balancing on a (T, B) batch of replay windows."""
-        obs = preprocess_obs(batch.obs, self.encoder.image_keys)
+        obs = self.preprocess(batch.obs)
         embed = self.encoder(obs)  # (T, B, E)
         post, prior_logits = self.rssm.observe(embed, batch.action, batch.is_first)
         kl_loss, kl_value = kl_balance(post.logits, prior_logits, kl_balance_, kl_free, kl_free_avg)
@@ -259,6 +268,8 @@ class DreamerPolicy(BasePolicy):
     :param cnn_depth: base depth of the conv encoder/decoder. :param mlp_layers: / :param mlp_units: size of
         every MLP (vector encoder/decoder, heads, actor, critic). :param norm: ``none`` or ``layer``.
     :param pred_discount: learn a discount (continue) head; without it imagined episodes never end.
+    :param normalize_obs: standardise vector observations per dimension (``VectorObsNorm``; its statistics are
+        set by ``DreamerV2`` from the replay when training starts).
     :param actor_min_std: lower bound of the continuous actor's std.
     :param actor_lr: / :param critic_lr: learning rates of the actor and critic.
     :param adam_eps: Adam's epsilon. :param weight_decay: decoupled weight decay per update, as the
@@ -279,6 +290,7 @@ class DreamerPolicy(BasePolicy):
         mlp_units: int = 400,
         norm: Norm = "none",
         pred_discount: bool = True,
+        normalize_obs: bool = False,
         actor_min_std: float = 0.1,
         actor_lr: float = 4e-5,
         critic_lr: float = 1e-4,
@@ -296,12 +308,12 @@ class DreamerPolicy(BasePolicy):
         self.arch = dict(
             deter_size=deter_size, stoch_size=stoch_size, stoch_classes=stoch_classes, hidden_size=hidden_size,
             cnn_depth=cnn_depth, mlp_layers=mlp_layers, mlp_units=mlp_units, norm=norm, pred_discount=pred_discount,
-            actor_min_std=actor_min_std,
+            normalize_obs=normalize_obs, actor_min_std=actor_min_std,
         )  # fmt: skip
         self.opt = dict(actor_lr=actor_lr, critic_lr=critic_lr, adam_eps=adam_eps, weight_decay=weight_decay)
         self.world_model = WorldModel(
             self.shapes, self.action_dim, deter_size, stoch_size, stoch_classes, hidden_size,
-            cnn_depth, mlp_layers, mlp_units, norm, pred_discount,
+            cnn_depth, mlp_layers, mlp_units, norm, pred_discount, normalize_obs,
         )  # fmt: skip
         feat = self.world_model.rssm.feat_size
         self.actor = Actor(feat, self.action_dim, self.discrete, mlp_layers, mlp_units, norm, actor_min_std)
