@@ -1,3 +1,5 @@
+import inspect
+
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -50,10 +52,13 @@ def test_zoo_hyperparameters_match_the_presets_and_benchmark():
 
     with open("hyperparams/dreamerv2.yml") as file:
         zoo = yaml.safe_load(file)
+    defaults = {name: p.default for name, p in inspect.signature(DreamerV2.__init__).parameters.items()}
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         params = {k: v for k, v in zoo[env_id].items() if k not in ("n_timesteps", "policy")}
         expected = {k: v for k, v in DREAMER[env_id].items() if k in params}
         assert params == expected, env_id
+        missing = {k: v for k, v in DREAMER[env_id].items() if k not in params and v != defaults[k]}
+        assert not missing, f"{env_id}: the benchmark's settings that the yml lacks: {missing}"
     atari = {k: v for k, v in zoo["atari"].items() if k not in ("n_timesteps", "policy")}
     model = DreamerV2("CnnPolicy", SpacesEnv(IMAGE_GRAY, spaces.Discrete(18)))
     for key, value in atari.items():

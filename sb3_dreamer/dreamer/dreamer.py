@@ -176,7 +176,8 @@ class DreamerV2(OffPolicyAlgorithm):
     :param pred_discount: learn the discount (continue) head.
     :param normalize_obs: standardise vector observations per dimension with the mean and std of the replay
         when training starts (then fixed, saved with the model); the reconstruction loss then weighs every
-        dimension by its spread, not its units. Not in the paper (off in its presets); on in ``classic``.
+        dimension by its spread, not its units. Not in the paper (off in every preset); the CartPole benchmark
+        turns it on.
     :param reward_transform: ``tanh`` squashes rewards inside the world model (Atari); ``identity``; ``sign``.
     :param kl_scale: / :param kl_balance: / :param kl_free: / :param kl_free_avg: KL loss scale, balancing
         alpha, free nats and whether the free nats apply to the average.
