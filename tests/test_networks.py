@@ -3,7 +3,7 @@
 import torch as th
 from torch import nn
 
-from sb3_dreamer.common.networks import ConvTranspose1x1In, Decoder, Encoder
+from sb3_dreamer.common.networks import Conv2dFewOutputs, ConvTranspose1x1In, Decoder, Encoder
 
 
 def test_conv_transpose_on_a_1x1_input_is_the_matmul():
@@ -18,14 +18,32 @@ def test_conv_transpose_on_a_1x1_input_is_the_matmul():
     th.testing.assert_close(grad_fast, grad_plain, rtol=1e-5, atol=1e-5)
 
 
+def test_conv_with_few_outputs_is_the_matmul_over_its_patches():
+    th.manual_seed(0)
+    fast = Conv2dFewOutputs(16, 8, 4, 2)
+    plain = nn.Conv2d(16, 8, 4, 2)
+    plain.load_state_dict(fast.state_dict())
+    for side in (6, 7, 4):  # 2x2, 2x2 with a last row and column the kernel never reaches, 1x1
+        x = th.randn(3, 16, side, side).contiguous(memory_format=th.channels_last).requires_grad_(True)
+        th.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+        grads_fast = th.autograd.grad(fast(x).square().sum(), [x, fast.weight, fast.bias])
+        grads_plain = th.autograd.grad(plain(x).square().sum(), [x, plain.weight, plain.bias])
+        for got, expected in zip(grads_fast, grads_plain):
+            th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_channels_last_stacks_match_plain_convolutions():
     th.manual_seed(0)
     shapes = {"image": (3, 64, 64)}
     encoder, decoder = Encoder(shapes, cnn_depth=4, mlp_layers=1, mlp_units=8), Decoder(shapes, 20, cnn_depth=4)
     image, feat = th.rand(2, 5, 3, 64, 64) - 0.5, th.randn(2, 5, 20)
     x = image.flatten(0, 1)
+    assert isinstance(encoder.cnn[-3], Conv2dFewOutputs)  # 6x6 -> 2x2: the matmul form
     for layer in encoder.cnn:  # the same layers applied one by one on plain NCHW tensors
-        x = layer(x.contiguous()) if isinstance(layer, nn.Conv2d) else layer(x)
+        if isinstance(layer, nn.Conv2d):
+            x = nn.functional.conv2d(x.contiguous(), layer.weight, layer.bias, stride=2)
+        else:
+            x = layer(x)
     th.testing.assert_close(encoder({"image": image}), x.reshape(2, 5, -1).contiguous(), rtol=1e-5, atol=1e-5)
     y = feat.flatten(0, 1)
     for layer in decoder.cnn:
