@@ -389,7 +389,6 @@ class DreamerV2(OffPolicyAlgorithm):
         self._scaler = th.amp.GradScaler(self.device.type, init_scale=1.0, enabled=self.mixed_precision == "fp16")
         self._graphed_update: GraphedUpdate | None = None
         self._graphed_act: GraphedCall | None = None
-        self._obs_norm_set = False  # checked once per process: the statistics live in the policy's buffers
         if self.cuda_graph and self.device.type != "cuda":
             warnings.warn(f"cuda_graph=True has no effect on device {self.device}: updates run eagerly.", stacklevel=2)
 
@@ -402,7 +401,6 @@ class DreamerV2(OffPolicyAlgorithm):
             "_graphed_update",
             "_graphed_act",
             "_compiled",
-            "_obs_norm_set",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -862,14 +860,12 @@ class DreamerV2(OffPolicyAlgorithm):
         )
 
     def _set_obs_statistics(self) -> None:
-        """With ``normalize_obs``: before the first update, fix the vector statistics from the replay."""
+        """With ``normalize_obs``: before the first update, fix the vector statistics from the replay (a loaded
+        model, or parameters set from one, keeps the statistics it was trained with)."""
         obs_norm = self.policy.world_model.obs_norm
-        if obs_norm is None or self._obs_norm_set:
-            return
-        if not bool(obs_norm.is_set):  # a loaded model keeps the statistics it was trained with
+        if obs_norm is not None and not bool(obs_norm.is_set):
             stored = self.replay_buffer.stored_observations(list(obs_norm.sizes))
             obs_norm.set_statistics({k: th.as_tensor(v, device=self.device) for k, v in stored.items()})
-        self._obs_norm_set = True
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """``gradient_steps`` updates (plus ``pretrain_steps`` the first time), metrics averaged into ``train/``."""
