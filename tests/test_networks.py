@@ -3,7 +3,7 @@
 import torch as th
 from torch import nn
 
-from sb3_dreamer.common.networks import Conv2dFewOutputs, ConvTranspose1x1In, Decoder, Encoder
+from sb3_dreamer.common.networks import Conv2dFewOutputs, ConvTranspose1x1In, ConvTransposeFewChannels, Decoder, Encoder
 
 
 def test_conv_transpose_on_a_1x1_input_is_the_matmul():
@@ -32,6 +32,26 @@ def test_conv_with_few_outputs_is_the_matmul_over_its_patches():
             th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_conv_transpose_to_few_channels_is_the_plain_layer():
+    th.manual_seed(0)
+    # (C_in, C_out, kernel, stride, input side): the decoder's last layers (k6 to 1 channel, k5 to 3), a kernel
+    # that is not a multiple of its stride (zero taps added, then cropped), one smaller than its stride.
+    for c_in, c_out, kernel, stride, side in ((6, 1, 6, 2, 7), (6, 3, 5, 2, 6), (4, 2, 7, 3, 5), (4, 2, 2, 3, 4)):
+        fast = ConvTransposeFewChannels(c_in, c_out, kernel, stride).double()
+        plain = nn.ConvTranspose2d(c_in, c_out, kernel, stride).double()
+        plain.load_state_dict(fast.state_dict())
+        x = th.randn(2, c_in, side, side, dtype=th.float64).contiguous(memory_format=th.channels_last)
+        x.requires_grad_(True)
+        th.testing.assert_close(fast(x), plain(x))
+        assert fast(x).is_contiguous(memory_format=th.channels_last)
+        grad = th.randn_like(plain(x))
+        grads_fast = th.autograd.grad(fast(x), [x, fast.weight, fast.bias], grad)
+        grads_plain = th.autograd.grad(plain(x), [x, plain.weight, plain.bias], grad)
+        for got, expected in zip(grads_fast, grads_plain):
+            th.testing.assert_close(got, expected)
+        assert th.autograd.gradcheck(fast, (x,))
+
+
 def test_channels_last_stacks_match_plain_convolutions():
     th.manual_seed(0)
     shapes = {"image": (3, 64, 64)}
@@ -45,11 +65,12 @@ def test_channels_last_stacks_match_plain_convolutions():
         else:
             x = layer(x)
     th.testing.assert_close(encoder({"image": image}), x.reshape(2, 5, -1).contiguous(), rtol=1e-5, atol=1e-5)
+    assert isinstance(decoder.cnn[-1], ConvTransposeFewChannels)  # 3 channels: the phase-matmul form
     y = feat.flatten(0, 1)
     for layer in decoder.cnn:
-        if isinstance(layer, ConvTranspose1x1In):
+        if isinstance(layer, nn.ConvTranspose2d):
             y = nn.functional.conv_transpose2d(y.contiguous(), layer.weight, layer.bias, stride=2)
         else:
-            y = layer(y.contiguous()) if isinstance(layer, nn.ConvTranspose2d) else layer(y)
+            y = layer(y)
     th.testing.assert_close(decoder(feat)["image"], y.reshape(2, 5, 3, 64, 64), rtol=1e-5, atol=1e-5)
     assert decoder(feat)["image"].shape == (2, 5, 3, 64, 64)

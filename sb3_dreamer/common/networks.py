@@ -1,6 +1,6 @@
 """Building blocks: MLPs, the LayerNorm GRU cell, the image/vector encoder and decoder."""
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch as th
 from torch import nn
@@ -202,6 +202,59 @@ class ConvTranspose1x1In(nn.ConvTranspose2d):
         return y if self.bias is None else y + self.bias[:, None, None]
 
 
+class _PhaseConvTranspose(th.autograd.Function):
+    """Forward of a strided transposed convolution as one matmul into its stride x stride output phases, then
+    ``taps**2`` shifted adds (``taps = ceil(k / s)``); backward by PyTorch's own convolution kernels."""
+
+    @staticmethod
+    def forward(ctx: Any, x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, stride: int) -> th.Tensor:
+        """:param x: (N, C_in, H, W). :param weight: (C_in, C_out, k, k). :return: (N, C_out, (H-1)s+k, (W-1)s+k)."""
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.has_bias = stride, bias is not None
+        n, c_in, height, width = x.shape
+        c_out, kernel = weight.shape[1], weight.shape[-1]
+        taps = -(-kernel // stride)
+        pad = taps * stride - kernel  # zero taps that make the kernel a multiple of the stride
+        # Rows ordered (a, b, p, q, C_out) where the kernel offset is (a * s + p, b * s + q).
+        rows = nn.functional.pad(weight, (0, pad, 0, pad)).view(c_in, c_out, taps, stride, taps, stride)
+        rows = rows.permute(2, 4, 3, 5, 1, 0).reshape(-1, c_in)
+        cols = rows @ x.permute(0, 2, 3, 1).reshape(-1, c_in).t()  # (taps * taps * s * s * C_out, N * H * W)
+        cols = cols.view(taps, taps, stride, stride, c_out, n, height, width)
+        phases = x.new_zeros(stride, stride, c_out, n, height + taps - 1, width + taps - 1)
+        for a in range(taps):
+            for b in range(taps):
+                phases[..., a : a + height, b : b + width] += cols[a, b]
+        # Output row (Y * s + p), column (X * s + q): channels-last (N, Y, p, X, q, C_out), then crop the pad.
+        y = phases.permute(3, 4, 0, 5, 1, 2).reshape(n, (height + taps - 1) * stride, (width + taps - 1) * stride, c_out)
+        y = y.permute(0, 3, 1, 2)[..., : y.shape[1] - pad, : y.shape[2] - pad]
+        return y.contiguous(memory_format=th.channels_last) if bias is None else y + bias[:, None, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        grad_x, grad_w, grad_b = th.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[1]], [ctx.stride] * 2, [0, 0], [1, 1], True, [0, 0], 1, mask
+        )
+        return grad_x, grad_w, grad_b, None
+
+
+class ConvTransposeFewChannels(nn.ConvTranspose2d):
+    """A strided transposed convolution (no padding) to few channels, the decoder's last layer (to the image's
+    1 or 3 channels): its forward is one matmul over the input pixels into the stride x stride output phases,
+    then a few shifted adds; the backward is PyTorch's. Same parameters, same values as ``nn.ConvTranspose2d``;
+    for 48 -> 1 channels, k6, at batch 800 the forward took ~33 ms against oneDNN's ~120 on a CPU.
+    """
+
+    def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
+        """:param x: (N, C_in, H, W), best channels-last. :param output_size: unused. :return: (N, C_out, H', W')."""
+        square = self.stride[0] == self.stride[1] and self.kernel_size[0] == self.kernel_size[1]
+        assert square and self.padding == (0, 0) and self.dilation == (1, 1) and self.groups == 1, (
+            "ConvTransposeFewChannels takes square kernels and strides, no padding, dilation or groups"
+        )
+        return _PhaseConvTranspose.apply(x, self.weight, self.bias, self.stride[0])
+
+
 class Decoder(nn.Module):
     """Mirror of the encoder: a linear layer to (32 * depth, 1, 1), 4 transposed convs (kernels 5, 5, 6, 6,
     stride 2) to 64x64 for the image keys, an MLP for the vector keys. Outputs are the means of
@@ -233,7 +286,8 @@ class Decoder(nn.Module):
             for i, kernel in enumerate(cnn_kernels):
                 last = i == n - 1
                 depth = out_channels if last else cnn_depth * 2 ** (n - i - 2)
-                layers.append((ConvTranspose1x1In if i == 0 else nn.ConvTranspose2d)(channels, depth, kernel, 2))
+                layer = ConvTranspose1x1In if i == 0 else ConvTransposeFewChannels if last and depth <= 3 else nn.ConvTranspose2d
+                layers.append(layer(channels, depth, kernel, 2))
                 if not last:
                     if norm == "layer":
                         layers.append(nn.GroupNorm(1, depth))
