@@ -50,6 +50,10 @@ def test_conv_transpose_to_few_channels_is_the_plain_layer():
         for got, expected in zip(grads_fast, grads_plain):
             th.testing.assert_close(got, expected)
         assert th.autograd.gradcheck(fast, (x,))
+    with th.autocast("cpu", dtype=th.bfloat16):  # computed in autocast's dtype, as nn.ConvTranspose2d is
+        fast, plain = fast.float(), plain.float()
+        x = x.detach().float()
+        th.testing.assert_close(fast(x), plain(x), rtol=2e-2, atol=2e-2)
 
 
 def test_channels_last_stacks_match_plain_convolutions():

@@ -252,7 +252,12 @@ class ConvTransposeFewChannels(nn.ConvTranspose2d):
         assert square and self.padding == (0, 0) and self.dilation == (1, 1) and self.groups == 1, (
             "ConvTransposeFewChannels takes square kernels and strides, no padding, dilation or groups"
         )
-        return _PhaseConvTranspose.apply(x, self.weight, self.bias, self.stride[0])
+        weight, bias, device = self.weight, self.bias, x.device.type
+        if th.is_autocast_enabled(device):  # what autocast does for conv_transpose2d: compute in its dtype
+            dtype = th.get_autocast_dtype(device)
+            x, weight, bias = x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+        with th.autocast(device, enabled=False):
+            return _PhaseConvTranspose.apply(x, weight, bias, self.stride[0])
 
 
 class Decoder(nn.Module):
