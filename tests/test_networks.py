@@ -3,7 +3,14 @@
 import torch as th
 from torch import nn
 
-from sb3_dreamer.common.networks import Conv2dFewOutputs, ConvTranspose1x1In, ConvTransposeFewChannels, Decoder, Encoder
+from sb3_dreamer.common.networks import (
+    Conv2dFewOutputs,
+    ConvTranspose1x1In,
+    ConvTransposeBiasApart,
+    ConvTransposeFewChannels,
+    Decoder,
+    Encoder,
+)
 
 
 def test_conv_transpose_on_a_1x1_input_is_the_matmul():
@@ -32,12 +39,15 @@ def test_conv_with_few_outputs_is_the_matmul_over_its_patches():
             th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_conv_transpose_to_few_channels_is_the_plain_layer():
+def test_fast_conv_transposes_are_the_plain_layer():
     th.manual_seed(0)
-    # (C_in, C_out, kernel, stride, input side): the decoder's last layers (k6 to 1 channel, k5 to 3), a kernel
-    # that is not a multiple of its stride (zero taps added, then cropped), one smaller than its stride.
-    for c_in, c_out, kernel, stride, side in ((6, 1, 6, 2, 7), (6, 3, 5, 2, 6), (4, 2, 7, 3, 5), (4, 2, 2, 3, 4)):
-        fast = ConvTransposeFewChannels(c_in, c_out, kernel, stride).double()
+    # (class, C_in, C_out, kernel, stride, input side): the decoder's last layers (k6 to 1 channel, k5 to 3), a
+    # kernel that is not a multiple of its stride (zero taps added, then cropped), one smaller than its stride.
+    cases = [(ConvTransposeFewChannels, 6, 1, 6, 2, 7), (ConvTransposeFewChannels, 6, 3, 5, 2, 6),
+             (ConvTransposeFewChannels, 4, 2, 7, 3, 5), (ConvTransposeFewChannels, 4, 2, 2, 3, 4),
+             (ConvTransposeBiasApart, 8, 6, 6, 2, 5), (ConvTransposeBiasApart, 8, 6, 5, 2, 3)]  # fmt: skip
+    for cls, c_in, c_out, kernel, stride, side in cases:
+        fast = cls(c_in, c_out, kernel, stride).double()
         plain = nn.ConvTranspose2d(c_in, c_out, kernel, stride).double()
         plain.load_state_dict(fast.state_dict())
         x = th.randn(2, c_in, side, side, dtype=th.float64).contiguous(memory_format=th.channels_last)
@@ -70,6 +80,7 @@ def test_channels_last_stacks_match_plain_convolutions():
             x = layer(x)
     th.testing.assert_close(encoder({"image": image}), x.reshape(2, 5, -1).contiguous(), rtol=1e-5, atol=1e-5)
     assert isinstance(decoder.cnn[-1], ConvTransposeFewChannels)  # 3 channels: the phase-matmul form
+    assert sum(isinstance(layer, ConvTransposeBiasApart) for layer in decoder.cnn) == 3  # the strided ones
     y = feat.flatten(0, 1)
     for layer in decoder.cnn:
         if isinstance(layer, nn.ConvTranspose2d):
