@@ -7,7 +7,8 @@ FLOPs of one update and the fraction of this machine's measured fp32 matmul rate
 
 With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
 same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the
-same number of threads, and reports our time as a fraction of theirs (the issue's target: at most 0.5).
+same number of threads, and reports our time as a fraction of theirs (the issue's target: at most 0.5): once as
+sheeprl ships, once with glibc's malloc set as our ``keep_host_memory`` (default) sets it, through its environment.
 
 Writes ``benchmarks/results/update_speed.json``. Data are random (the cost of an update does not depend on
 them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; DMC: 64x64x3, 1-D Box).
@@ -15,6 +16,7 @@ them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; 
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -113,11 +115,14 @@ def update_flops(model: DreamerV2) -> int:
     return counter.get_total_flops()
 
 
-def measure(preset: str, updates: int, device: str, mixed_precision: str = "no", compile_model: bool = False) -> dict:
+def measure(
+    preset: str, updates: int, device: str, mixed_precision: str = "no", compile_model: bool = False,
+    keep_host_memory: bool = True,
+) -> dict:  # fmt: skip
     policy, obs_space, act_space = DOMAINS[preset]
     env = SpacesEnv(obs_space, act_space)
     model = DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision,
-                                  compile_model=compile_model)  # fmt: skip
+                                  compile_model=compile_model, keep_host_memory=keep_host_memory)  # fmt: skip
     start = time.perf_counter()
     seconds = time_updates(model, device, warmup=2, updates=updates)
     warmup_s = time.perf_counter() - start - seconds * updates  # the compilation, with compile_model
@@ -127,6 +132,7 @@ def measure(preset: str, updates: int, device: str, mixed_precision: str = "no",
         "preset": preset,
         "mixed_precision": mixed_precision,
         "compile_model": compile_model,
+        "keep_host_memory": keep_host_memory,
         "warmup_s": round(warmup_s, 1),
         "predict_ms_1_env": round(predict_latency_ms(model, 1), 2),
         "predict_ms_16_envs": round(predict_latency_ms(model, 16), 2),
@@ -147,13 +153,19 @@ PEER_SIZES = {
 }  # fmt: skip
 
 
-def measure_peer(python: str, preset: str, threads: int, updates: int, mixed_precision: str) -> dict:
-    """sheeprl 0.8.4's DreamerV2 at the preset's architecture and our precision, in its own virtual environment."""
+# What ``keep_host_memory`` asks of glibc's malloc, through its environment variables (for the peer's process).
+KEEP_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def measure_peer(python: str, preset: str, threads: int, updates: int, mixed_precision: str, keep_memory: bool) -> dict:
+    """sheeprl 0.8.4's DreamerV2 at the preset's architecture and our precision, in its own virtual environment;
+    with ``keep_memory``, with glibc's malloc set as our ``keep_host_memory`` sets it (a like-for-like check)."""
     script = Path(__file__).parent / "peers" / "sheeprl_dreamer_v2.py"
     precision = ["fabric.precision=bf16-mixed"] if mixed_precision == "bf16" else []
     command = [python, str(script), "--threads", str(threads), "--warmup", "1", "--updates", str(updates),
                *PEER_SIZES[preset], *precision]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, **KEEP_MEMORY_ENV} if keep_memory else None
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -179,6 +191,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast of our update")
     parser.add_argument("--compile-model", action="store_true", help="our update with compile_model=True")
+    parser.add_argument("--no-keep-host-memory", action="store_true",
+                        help="ours with keep_host_memory=False (glibc's malloc left as it is; the whole process)")
     parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     args = parser.parse_args()
@@ -187,13 +201,15 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
-        row = measure(preset, updates, args.device, args.mixed_precision, args.compile_model)
+        row = measure(preset, updates, args.device, args.mixed_precision, args.compile_model, not args.no_keep_host_memory)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
         if args.peer_python and preset in PEER_SIZES:
-            peer = measure_peer(args.peer_python, preset, args.threads, max(3, updates // 3), args.mixed_precision)
-            row["sheeprl_0.8.4_seconds_per_update"] = round(peer["seconds_per_update"], 4)
+            for keep_memory, suffix in ((False, ""), (True, "_keep_memory")):
+                peer_updates = max(3, updates // 3)
+                peer = measure_peer(args.peer_python, preset, args.threads, peer_updates, args.mixed_precision, keep_memory)
+                row[f"sheeprl_0.8.4{suffix}_seconds_per_update"] = round(peer["seconds_per_update"], 4)
+                row[f"ours_over_sheeprl{suffix}"] = round(row["seconds_per_update"] / peer["seconds_per_update"], 3)
             row["sheeprl_world_model_params"] = peer["world_model_params"]
-            row["ours_over_sheeprl"] = round(row["seconds_per_update"] / peer["seconds_per_update"], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {

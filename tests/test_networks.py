@@ -89,3 +89,19 @@ def test_channels_last_stacks_match_plain_convolutions():
             y = layer(y)
     th.testing.assert_close(decoder(feat)["image"], y.reshape(2, 5, 3, 64, 64), rtol=1e-5, atol=1e-5)
     assert decoder(feat)["image"].shape == (2, 5, 3, 64, 64)
+
+
+def test_compiled_decoder_keeps_the_fast_layers_and_their_values():
+    # The phase-matmul layer is an opaque custom op to torch.compile (inductor's own loops for it ran ~5x slower):
+    # it compiles into one graph (fullgraph) with the same values and gradients as eager.
+    th.manual_seed(0)
+    decoder = Decoder({"image": (1, 64, 64)}, 20, cnn_depth=4)
+    feat = th.randn(3, 20, requires_grad=True)
+
+    def loss(feat: th.Tensor) -> th.Tensor:
+        return decoder(feat)["image"].square().sum()
+
+    compiled = th.compile(loss, fullgraph=True)
+    inputs = [feat, decoder.cnn[-1].weight, decoder.cnn[-1].bias, decoder.cnn[-3].bias]
+    for got, expected in zip(th.autograd.grad(compiled(feat), inputs), th.autograd.grad(loss(feat), inputs)):
+        th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

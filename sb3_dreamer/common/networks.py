@@ -220,41 +220,58 @@ class ConvTransposeBiasApart(nn.ConvTranspose2d):
         return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]  # autocast's dtype stays
 
 
-class _PhaseConvTranspose(th.autograd.Function):
-    """Forward of a strided transposed convolution (no bias) as one matmul into its stride x stride output phases,
-    then ``taps**2`` shifted adds (``taps = ceil(k / s)``); backward by PyTorch's own convolution kernels."""
+@th.library.custom_op("sb3_dreamer::phase_conv_transpose", mutates_args=())
+def phase_conv_transpose(x: th.Tensor, weight: th.Tensor, stride: int) -> th.Tensor:
+    """A strided transposed convolution (no bias, no padding) as one matmul into its stride x stride output phases,
+    then ``taps**2`` shifted adds (``taps = ceil(k / s)``). An opaque op to ``torch.compile``, whose generated
+    loops ran it ~5x slower than this; its backward is PyTorch's convolution kernels.
 
-    @staticmethod
-    def forward(ctx: Any, x: th.Tensor, weight: th.Tensor, stride: int) -> th.Tensor:
-        """:param x: (N, C_in, H, W). :param weight: (C_in, C_out, k, k). :return: (N, C_out, (H-1)s+k, (W-1)s+k)."""
-        ctx.save_for_backward(x, weight)
-        ctx.stride = stride
-        n, c_in, height, width = x.shape
-        c_out, kernel = weight.shape[1], weight.shape[-1]
-        taps = -(-kernel // stride)
-        pad = taps * stride - kernel  # zero taps that make the kernel a multiple of the stride
-        # Rows ordered (a, b, p, q, C_out) where the kernel offset is (a * s + p, b * s + q).
-        rows = nn.functional.pad(weight, (0, pad, 0, pad)).view(c_in, c_out, taps, stride, taps, stride)
-        rows = rows.permute(2, 4, 3, 5, 1, 0).reshape(-1, c_in)
-        cols = rows @ x.permute(0, 2, 3, 1).reshape(-1, c_in).t()  # (taps * taps * s * s * C_out, N * H * W)
-        cols = cols.view(taps, taps, stride, stride, c_out, n, height, width)
-        phases = x.new_zeros(stride, stride, c_out, n, height + taps - 1, width + taps - 1)
-        for a in range(taps):
-            for b in range(taps):
-                phases[..., a : a + height, b : b + width] += cols[a, b]
-        # Output row (Y * s + p), column (X * s + q): channels-last (N, Y, p, X, q, C_out), then crop the pad.
-        y = phases.permute(3, 4, 0, 5, 1, 2).reshape(n, (height + taps - 1) * stride, (width + taps - 1) * stride, c_out)
-        y = y.permute(0, 3, 1, 2)[..., : y.shape[1] - pad, : y.shape[2] - pad]
-        return y.contiguous(memory_format=th.channels_last)
+    :param x: (N, C_in, H, W). :param weight: (C_in, C_out, k, k).
+    :return: (N, C_out, (H - 1) s + k, (W - 1) s + k), channels-last.
+    """
+    n, c_in, height, width = x.shape
+    c_out, kernel = weight.shape[1], weight.shape[-1]
+    taps = -(-kernel // stride)
+    pad = taps * stride - kernel  # zero taps that make the kernel a multiple of the stride
+    # Rows ordered (a, b, p, q, C_out) where the kernel offset is (a * s + p, b * s + q).
+    rows = nn.functional.pad(weight, (0, pad, 0, pad)).view(c_in, c_out, taps, stride, taps, stride)
+    rows = rows.permute(2, 4, 3, 5, 1, 0).reshape(-1, c_in)
+    cols = rows @ x.permute(0, 2, 3, 1).reshape(-1, c_in).t()  # (taps * taps * s * s * C_out, N * H * W)
+    cols = cols.view(taps, taps, stride, stride, c_out, n, height, width)
+    phases = x.new_zeros(stride, stride, c_out, n, height + taps - 1, width + taps - 1)
+    for a in range(taps):
+        for b in range(taps):
+            phases[..., a : a + height, b : b + width] += cols[a, b]
+    # Output row (Y * s + p), column (X * s + q): channels-last (N, Y, p, X, q, C_out), then crop the pad.
+    y = phases.permute(3, 4, 0, 5, 1, 2).reshape(n, (height + taps - 1) * stride, (width + taps - 1) * stride, c_out)
+    y = y.permute(0, 3, 1, 2)[..., : y.shape[1] - pad, : y.shape[2] - pad]
+    return y.contiguous(memory_format=th.channels_last)
 
-    @staticmethod
-    def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-        grad_x, grad_w, _ = th.ops.aten.convolution_backward(
-            grad, x, weight, None, [ctx.stride] * 2, [0, 0], [1, 1], True, [0, 0], 1, mask
-        )
-        return grad_x, grad_w, None
+
+@phase_conv_transpose.register_fake
+def _(x: th.Tensor, weight: th.Tensor, stride: int) -> th.Tensor:
+    n, _, height, width = x.shape
+    kernel = weight.shape[-1]
+    shape = (n, weight.shape[1], (height - 1) * stride + kernel, (width - 1) * stride + kernel)
+    return x.new_empty(shape).contiguous(memory_format=th.channels_last)
+
+
+def _phase_conv_transpose_context(ctx: Any, inputs: tuple[th.Tensor, th.Tensor, int], output: th.Tensor) -> None:
+    x, weight, stride = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.stride = stride
+
+
+def _phase_conv_transpose_backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor | None, None]:
+    x, weight = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
+    grad_x, grad_w, _ = th.ops.aten.convolution_backward(
+        grad, x, weight, None, [ctx.stride] * 2, [0, 0], [1, 1], True, [0, 0], 1, mask
+    )
+    return grad_x, grad_w, None
+
+
+phase_conv_transpose.register_autograd(_phase_conv_transpose_backward, setup_context=_phase_conv_transpose_context)
 
 
 class ConvTransposeFewChannels(ConvTransposeBiasApart):
@@ -274,7 +291,7 @@ class ConvTransposeFewChannels(ConvTransposeBiasApart):
             dtype = th.get_autocast_dtype(device)
             x, weight = x.to(dtype), weight.to(dtype)
         with th.autocast(device, enabled=False):
-            return _PhaseConvTranspose.apply(x, weight, self.stride[0])
+            return phase_conv_transpose(x, weight, self.stride[0])
 
 
 class Decoder(nn.Module):
