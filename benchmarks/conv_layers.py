@@ -15,7 +15,8 @@ import torch as th
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sb3_dreamer.common.networks import Conv2dFewOutputs
+from sb3_dreamer.common.host_memory import keep_freed_memory
+from sb3_dreamer.common.networks import Conv2dFewOutputs, ConvTransposeBiasApart, ConvTransposeFewChannels
 
 # name -> (layer, input side, whether its input needs a gradient); the plain PyTorch layers (oneDNN's kernels).
 # The decoder's first layer (1x1 input) is a matmul in ours (``ConvTranspose1x1In``), so it is left out.
@@ -26,8 +27,11 @@ LAYERS = {
     "encoder 4 (192->384, k4)": (lambda: nn.Conv2d(192, 384, 4, 2), 6, True),
     "encoder 4 as Conv2dFewOutputs (what the encoder uses)": (lambda: Conv2dFewOutputs(192, 384, 4, 2), 6, True),
     "decoder 2 (192->96, k5)": (lambda: nn.ConvTranspose2d(192, 96, 5, 2), 5, True),
+    "decoder 2 as ConvTransposeBiasApart (what the decoder uses)": (lambda: ConvTransposeBiasApart(192, 96, 5, 2), 5, True),
     "decoder 3 (96->48, k6)": (lambda: nn.ConvTranspose2d(96, 48, 6, 2), 13, True),
+    "decoder 3 as ConvTransposeBiasApart (what the decoder uses)": (lambda: ConvTransposeBiasApart(96, 48, 6, 2), 13, True),
     "decoder 4 (48->1, k6)": (lambda: nn.ConvTranspose2d(48, 1, 6, 2), 30, True),
+    "decoder 4 as ConvTransposeFewChannels (what the decoder uses)": (lambda: ConvTransposeFewChannels(48, 1, 6, 2), 30, True),
 }
 
 
@@ -58,6 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     th.manual_seed(0)
+    keep_freed_memory()  # as DreamerV2 does on a CPU: no page faults in the timings
     rows = {}
     for name, (make, side, needs_grad) in LAYERS.items():
         rows[name] = time_layer(make(), side, needs_grad, args.batch)
