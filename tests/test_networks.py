@@ -2,6 +2,7 @@
 
 import torch as th
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_dreamer.common.networks import (
     Conv2dFewOutputs,
@@ -105,3 +106,13 @@ def test_compiled_decoder_keeps_the_fast_layers_and_their_values():
     inputs = [feat, decoder.cnn[-1].weight, decoder.cnn[-1].bias, decoder.cnn[-3].bias]
     for got, expected in zip(th.autograd.grad(compiled(feat), inputs), th.autograd.grad(loss(feat), inputs)):
         th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_flop_counter_counts_the_phase_matmul_layer_as_the_convolution_it_is():
+    counts = []
+    for cls in (nn.ConvTranspose2d, ConvTransposeFewChannels):
+        layer, x = cls(8, 1, 6, 2), th.randn(2, 8, 5, 5, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            layer(x).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0

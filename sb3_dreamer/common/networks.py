@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 import torch as th
 from torch import nn
+from torch.utils.flop_counter import register_flop_formula
 
 from sb3_dreamer.common.type_aliases import ObsDict
 
@@ -272,6 +273,13 @@ def _phase_conv_transpose_backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor
 
 
 phase_conv_transpose.register_autograd(_phase_conv_transpose_backward, setup_context=_phase_conv_transpose_context)
+
+
+@register_flop_formula(th.ops.sb3_dreamer.phase_conv_transpose)
+def _phase_conv_transpose_flops(x_shape: th.Size, w_shape: th.Size, *args: Any, **kwargs: Any) -> int:
+    """The transposed convolution's FLOPs (FlopCounterMode does not see inside a custom op)."""
+    n, c_in, height, width = x_shape
+    return 2 * n * height * width * c_in * w_shape[1] * w_shape[2] * w_shape[3]
 
 
 class ConvTransposeFewChannels(ConvTransposeBiasApart):
