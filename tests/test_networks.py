@@ -82,6 +82,7 @@ def test_channels_last_stacks_match_plain_convolutions():
     th.testing.assert_close(encoder({"image": image}), x.reshape(2, 5, -1).contiguous(), rtol=1e-5, atol=1e-5)
     assert isinstance(decoder.cnn[-1], ConvTransposeFewChannels)  # 3 channels: the phase-matmul form
     assert sum(isinstance(layer, ConvTransposeBiasApart) for layer in decoder.cnn) == 3  # the strided ones
+    assert decoder.cnn[3](th.randn(2, 128, 1, 1)).is_contiguous(memory_format=th.channels_last)  # 1x1 -> 5x5
     y = feat.flatten(0, 1)
     for layer in decoder.cnn:
         if isinstance(layer, nn.ConvTranspose2d):

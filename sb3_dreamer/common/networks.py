@@ -193,14 +193,16 @@ class Conv2dFewOutputs(nn.Conv2d):
 class ConvTranspose1x1In(nn.ConvTranspose2d):
     """A transposed convolution whose input is 1x1, computed as the matmul it is: the output is
     ``x @ W.view(C_in, C_out * k * k)`` plus the bias (same parameters, same values as ``nn.ConvTranspose2d``;
-    on CPU the convolution kernels ran this layer ~10x slower than the matmul).
+    on CPU the convolution kernels ran this layer ~10x slower than the matmul). With a channels-last weight (as
+    in the decoder) the matmul reads it in place and writes a channels-last output.
     """
 
     def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
         """:param x: (N, C_in, 1, 1). :param output_size: unused (always k x k). :return: (N, C_out, k, k)."""
         assert x.shape[-2:] == (1, 1), f"ConvTranspose1x1In needs a 1x1 input, got {tuple(x.shape)}"
-        y = (x.flatten(1) @ self.weight.flatten(1)).unflatten(1, (self.out_channels, *self.kernel_size))
-        return y if self.bias is None else y + self.bias[:, None, None]
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, -1)  # (C_in, k * k * C_out)
+        y = (x.flatten(1) @ weight).unflatten(1, (*self.kernel_size, self.out_channels))  # (N, k, k, C_out)
+        return (y if self.bias is None else y + self.bias).permute(0, 3, 1, 2)
 
 
 class ConvTransposeBiasApart(nn.ConvTranspose2d):
