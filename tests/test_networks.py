@@ -11,6 +11,7 @@ from sb3_dreamer.common.networks import (
     ConvTransposeFewChannels,
     Decoder,
     Encoder,
+    mlp,
 )
 
 
@@ -117,3 +118,15 @@ def test_flop_counter_counts_the_phase_matmul_layer_as_the_convolution_it_is():
             layer(x).sum().backward()
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] > 0
+
+
+def test_mlp_on_leading_axes_is_the_plain_sequential():
+    th.manual_seed(0)
+    net = mlp(6, 2, 2, 8)
+    plain = nn.Sequential(*net)  # the same layers, applied to the 3-D tensor as it comes
+    x = th.randn(3, 4, 6, requires_grad=True)
+    th.testing.assert_close(net(x), plain(x.clone()))
+    (grad,) = th.autograd.grad(net(x).square().sum(), x)
+    (grad_plain,) = th.autograd.grad(plain(x.clone()).square().sum(), x)
+    th.testing.assert_close(grad, grad_plain)
+    assert net(th.randn(6)).shape == (2,) and net(th.randn(0, 6)).shape == (0, 2)

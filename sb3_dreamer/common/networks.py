@@ -1,5 +1,6 @@
 """Building blocks: MLPs, the LayerNorm GRU cell, the image/vector encoder and decoder."""
 
+import math
 from typing import Any, Literal
 
 import torch as th
@@ -20,7 +21,7 @@ class MLP(nn.Sequential):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         """:param x: (*lead, in_dim). :return: (*lead, out)."""
-        y = super().forward(x.reshape(-1, x.shape[-1]))
+        y = super().forward(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]))
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
@@ -300,10 +301,13 @@ class ConvTransposeFewChannels(ConvTransposeBiasApart):
     """A strided transposed convolution (no padding) to few channels, the decoder's last layer (to the image's
     1 or 3 channels): its forward is one matmul over the input pixels into the stride x stride output phases,
     then a few shifted adds; the backward is PyTorch's. Same parameters, same values as ``nn.ConvTranspose2d``;
-    for 48 -> 1 channels, k6, at batch 800 the forward took ~33 ms against oneDNN's ~120 on a CPU.
+    for 48 -> 1 channels, k6, at batch 800 the forward took ~33 ms against oneDNN's ~120 on a CPU. Only measured
+    on CPUs: on other devices it runs PyTorch's kernel.
     """
 
     def _transpose(self, x: th.Tensor) -> th.Tensor:
+        if x.device.type != "cpu":
+            return super()._transpose(x)
         square = self.stride[0] == self.stride[1] and self.kernel_size[0] == self.kernel_size[1]
         assert square and self.padding == (0, 0) and self.dilation == (1, 1) and self.groups == 1, (
             "ConvTransposeFewChannels takes square kernels and strides, no padding, dilation or groups"
