@@ -236,7 +236,7 @@ class ConvTransposeBiasApart(nn.ConvTranspose2d):
         return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]  # autocast's dtype stays
 
 
-@th.library.custom_op("sb3_dreamer::phase_conv_transpose", mutates_args=())
+@th.library.custom_op("sb3_dreamer::phase_conv_transpose", mutates_args=(), tags=(th.Tag.needs_fixed_stride_order,))
 def phase_conv_transpose(x: th.Tensor, weight: th.Tensor, stride: int) -> th.Tensor:
     """A strided transposed convolution (no bias, no padding) as one matmul into its stride x stride output phases,
     then ``taps**2`` shifted adds (``taps = ceil(k / s)``). An opaque op to ``torch.compile``, whose generated
