@@ -204,7 +204,7 @@ class DreamerV2(OffPolicyAlgorithm):
         changed learning rate or hyperparameter captures again (use a constant learning rate). Ignored on a CPU.
     :param keep_host_memory: on a CPU under Linux (glibc), have malloc keep freed memory for reuse, for the whole
         process (:func:`~sb3_dreamer.common.host_memory.keep_freed_memory`): an update's large activations then
-        reuse pages instead of page-faulting fresh ones (~10 % of an ``atari`` update). The process keeps its peak
+        reuse pages instead of page-faulting fresh ones (8-10 % of an ``atari`` update). The process keeps its peak
         memory until it exits; False leaves malloc as it is.
     :param max_nonfinite_updates: stop (with a checkpoint and a message) after this many updates in a row
         whose loss or gradients were not finite; such optimiser steps are always skipped.
