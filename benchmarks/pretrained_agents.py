@@ -3,11 +3,12 @@
     python benchmarks/pretrained_agents.py --env CartPole-v1 --steps 10000
     python benchmarks/pretrained_agents.py --env Pendulum-v1 --steps 10000
     MUJOCO_GL=egl python benchmarks/pretrained_agents.py --env sb3_dreamer/DMC-cartpole-balance-v0 \
-        --from-model <dmc_pixels.py's model.zip> --trained-by "benchmarks/dmc_pixels.py --frames 12000 --threads 1"
+        --from-model <dmc_pixels.py's model.zip> --float16 --eval-episodes 10 \
+        --trained-by "benchmarks/dmc_pixels.py --frames 12000 --threads 1"
 
 Training is ``rl_zoo3 train`` with the yml's settings for the env (the ones the classic-control benchmark
 measures). The shipped zip has its optimiser states stripped (networks only, ~2.7 MB for the classic
-preset); the evaluation (deterministic, ``--eval-episodes`` episodes, env seeds from 1000, torch seed 0) is
+preset; ``--float16`` halves that, as for the pixel agent); the evaluation (deterministic, ``--eval-episodes`` episodes, env seeds from 1000, torch seed 0) is
 done on the shipped file, loaded the safe way, and written with its SHA-256 to ``manifest.json``.
 """
 
@@ -27,7 +28,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.checkpoint import sha256
 from sb3_dreamer.dreamer.dreamer import frames_per_step
-from sb3_dreamer.pretrained import strip_optimizers
+from sb3_dreamer.pretrained import store_weights_in_float16, strip_optimizers
 
 ROOT = pathlib.Path(__file__).parents[1]
 FOLDER = ROOT / "rl-trained-agents"
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--from-model", type=pathlib.Path, default=None, help="ship this trained model instead")
     parser.add_argument("--trained-by", default=None, help="the command that trained --from-model (for the manifest)")
     parser.add_argument("--protocol", default=None, help="what the env is, for the manifest (default: unmodified)")
+    parser.add_argument("--float16", action="store_true", help="ship the weights in float16 (half the file; evaluated as shipped)")
     args = parser.parse_args()
     name = args.env.replace("/", "-")  # rl-zoo3's folder name for an id
     target = FOLDER / "dreamerv2" / f"{name}_1"
@@ -69,6 +71,8 @@ def main() -> None:
         if args.steps is None:
             parser.error("--steps is needed to train")
         train(args, target)
+    if args.float16 and not args.evaluate_only:
+        store_weights_in_float16(target / f"{name}.zip")
     write_entry(args, target / f"{name}.zip")
 
 

@@ -16,8 +16,10 @@ unpickling (``DreamerV2.load_safe``); ``rl_zoo3 enjoy --algo dreamerv2 --env <en
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
+import zipfile
 from typing import Any
 
 import torch as th
@@ -55,3 +57,27 @@ def strip_optimizers(model: DreamerV2) -> None:
     Fine-tuning such an agent restarts Adam's moments.
     """
     model.policy.make_optimizers(model.lr_schedule(1.0))
+
+
+def store_weights_in_float16(path: str | pathlib.Path) -> None:
+    """Rewrite a model zip's ``policy.pth`` with its floating-point tensors in float16, halving a shipped file
+    (the 64x64 pixel agents' weights are ~8 MB in float32). Loading casts them back into the model's float32
+    parameters (``load_state_dict`` copies with a cast), so only their rounding changes: evaluate the rewritten
+    file, not the one it came from. Other entries of the zip are copied unchanged.
+    """
+    path = pathlib.Path(path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    rewritten = []
+    for info, data in members:
+        if info.filename == "policy.pth":
+            state_dict = th.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            buffer = io.BytesIO()
+            th.save({k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}, buffer)
+            data = buffer.getvalue()
+        rewritten.append((info, data))
+    partial = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for info, data in rewritten:
+            archive.writestr(info, data)
+    partial.replace(path)  # the file is either the old one or the whole new one

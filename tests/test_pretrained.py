@@ -47,3 +47,26 @@ def test_rl_zoo3_enjoy_plays_a_shipped_agent(tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Episode Reward" in result.stdout or "Atari Episode" in result.stdout or "episode" in result.stdout.lower()
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path):
+    import numpy as np
+    import torch as th
+
+    from sb3_dreamer import DreamerV2
+    from sb3_dreamer.common.checkpoint import sha256
+    from sb3_dreamer.pretrained import store_weights_in_float16
+
+    model = DreamerV2("MlpPolicy", "CartPole-v1", deter_size=32, hidden_size=32, mlp_units=32, seed=0, device="cpu")
+    path = tmp_path / "agent.zip"
+    model.save(path)
+    size = path.stat().st_size
+    store_weights_in_float16(path)
+    assert path.stat().st_size < 0.6 * size
+    loaded = DreamerV2.load_safe(path, sha256=sha256(path))
+    for (name, got), expected in zip(loaded.policy.state_dict().items(), model.policy.state_dict().values()):
+        assert got.dtype == expected.dtype, name  # float32 again (bool and integer buffers untouched)
+        th.testing.assert_close(got, expected.half().to(expected.dtype) if expected.is_floating_point() else expected)
+    obs = np.zeros((1, 4), np.float32)
+    assert loaded.predict(obs, deterministic=True)[0].shape == (1,)
+    assert DreamerV2.load(path).policy.state_dict().keys() == model.policy.state_dict().keys()  # SB3's load too
