@@ -9,25 +9,45 @@ def _rssm() -> RSSM:
     return RSSM(action_dim=3, embed_size=10, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12)
 
 
-def test_observe_equals_loop_of_obs_steps():
-    rssm = _rssm()
-    T, B = 7, 3
-    embed, action = th.randn(T, B, 10), th.randn(T, B, 3)
+def _sequence(T: int = 7, B: int = 3) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    embed, action = th.randn(T, B, 10, requires_grad=True), th.randn(T, B, 3, requires_grad=True)
     is_first = th.zeros(T, B)
     is_first[0] = 1
     is_first[4, 1] = 1
+    return embed, action, is_first
+
+
+def _loop_of_obs_steps(rssm: RSSM, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor) -> RSSMState:
+    state, steps = rssm.initial(is_first.shape[1], "cpu"), []
+    for t in range(is_first.shape[0]):
+        state = rssm.obs_step(state, action[t], embed[t], is_first[t])
+        steps.append(state)
+    return RSSMState(*(th.stack(parts) for parts in zip(*steps)))
+
+
+def _gradients(rssm: RSSM, post: RSSMState, prior_logits: th.Tensor, inputs: list[th.Tensor]) -> list[th.Tensor]:
+    """Gradients of a loss that reads every output, through the straight-through samples too."""
+    th.manual_seed(7)
+    loss = sum((part.float() * th.randn(part.shape)).sum() for part in [*post, prior_logits])
+    return th.autograd.grad(loss, [*rssm.parameters(), *inputs])
+
+
+def test_observe_equals_loop_of_obs_steps():
+    rssm = _rssm()
+    embed, action, is_first = _sequence()
     th.manual_seed(123)
     post, prior_logits = rssm.observe(embed, action, is_first)
     th.manual_seed(123)
-    state = rssm.initial(B, "cpu")
-    steps = []
-    for t in range(T):
-        state = rssm.obs_step(state, action[t], embed[t], is_first[t])
-        steps.append(state)
-    assert th.allclose(post.deter, th.stack([s.deter for s in steps]), atol=1e-5)
-    assert th.allclose(post.stoch, th.stack([s.stoch for s in steps]), atol=1e-5)
-    assert th.allclose(post.logits, th.stack([s.logits for s in steps]), atol=1e-5)
+    loop = _loop_of_obs_steps(rssm, embed, action, is_first)
+    assert th.allclose(post.deter, loop.deter, atol=1e-5)
+    assert th.allclose(post.stoch, loop.stoch, atol=1e-5)
+    assert th.allclose(post.logits, loop.logits, atol=1e-5)
     assert th.allclose(prior_logits, rssm.prior_logits(post.deter), atol=1e-6)
+    # the same gradients: observe's loop weights take theirs as one matmul over the steps (LoopLinear)
+    fast = _gradients(rssm, post, prior_logits, [embed, action])
+    plain = _gradients(rssm, loop, rssm.prior_logits(loop.deter), [embed, action])
+    for name, a, b in zip([n for n, _ in rssm.named_parameters()] + ["embed", "action"], fast, plain):
+        assert th.allclose(a, b, rtol=1e-4, atol=1e-5), name
 
 
 def test_is_first_resets_latent():

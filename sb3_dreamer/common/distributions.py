@@ -25,9 +25,9 @@ class OneHotST:
         # Inverse-CDF sampling: one uniform per variable (th.multinomial draws one exponential per class).
         probs = self.probs.detach()
         uniform = th.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
-        index = (probs.cumsum(-1) < uniform).sum(-1).clamp_max(probs.shape[-1] - 1)
-        onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
-        return onehot + self.probs - probs
+        index = th.searchsorted(probs.cumsum(-1), uniform).clamp_max_(probs.shape[-1] - 1)  # (..., 1)
+        onehot = th.zeros_like(probs).scatter_(-1, index, 1.0)
+        return onehot + self.probs - probs if self.probs.requires_grad else onehot
 
     def mode(self) -> th.Tensor:
         """:return: (..., K) one-hot of the most likely class (straight-through)."""

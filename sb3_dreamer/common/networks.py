@@ -54,8 +54,12 @@ class LayerNormGRUCell(nn.Module):
 
     def forward(self, x: th.Tensor, deter: th.Tensor) -> th.Tensor:
         """:param x: (B, I). :param deter: (B, D). :return: (B, D) the next state."""
-        parts = self.norm(self.linear(th.cat([x, deter], -1)))
-        reset, cand, update = parts.chunk(3, -1)
+        return self.gates(self.linear(th.cat([x, deter], -1)), deter)
+
+    def gates(self, projected: th.Tensor, deter: th.Tensor) -> th.Tensor:
+        """The cell after its linear layer. :param projected: (B, 3D), ``linear([x, deter])``.
+        :param deter: (B, D). :return: (B, D) the next state."""
+        reset, cand, update = self.norm(projected).chunk(3, -1)
         cand = th.tanh(th.sigmoid(reset) * cand)
         update = th.sigmoid(update + self.update_bias)
         return update * cand + (1 - update) * deter

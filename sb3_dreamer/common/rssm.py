@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_dreamer.common.distributions import OneHotST
+from sb3_dreamer.common.loop_linear import LoopLinear
 from sb3_dreamer.common.networks import LayerNormGRUCell, Norm
 from sb3_dreamer.common.type_aliases import RSSMState
 
@@ -100,7 +101,8 @@ class RSSM(nn.Module):
         """Posterior states of a sequence and the prior logits at the same steps.
 
         Equal to a loop of ``obs_step``; the parts of the linear layers that do not depend on the
-        recurrence (action and embedding projections, the prior head) are computed for all steps at once.
+        recurrence (action and embedding projections, the prior head) are computed for all steps at once, and
+        the weights inside the loop take their gradients as one matmul each (``LoopLinear``).
 
         :param embed: (T, B, E). :param action: (T, B, A). :param is_first: (T, B).
         :param state: (B, ...) state before the first step, zeros if None.
@@ -113,14 +115,19 @@ class RSSM(nn.Module):
         action_in = F.linear(action * keep[..., None], w_action, self.img_in.bias)  # (T, B, H)
         w_deter, w_embed = self.obs_out.weight.split([self.deter_size, embed.shape[-1]], 1)
         embed_in = F.linear(embed, w_embed, self.obs_out.bias)  # (T, B, H)
+        stoch_in, cell_in = LoopLinear(w_stoch, T), LoopLinear(self.cell.linear.weight, T)
+        deter_in, dist_in = LoopLinear(w_deter, T), LoopLinear(self.obs_dist.weight, T, self.obs_dist.bias)
         deters, stochs, logits = [], [], []
         deter, stoch = prev.deter, prev.stoch.flatten(-2)
-        for t in range(T):
-            deter, stoch = deter * keep[t, :, None], stoch * keep[t, :, None]
-            x = self.img_in_act(F.linear(stoch, w_stoch) + action_in[t])
-            deter = self.cell(x, deter)
-            hidden = self.obs_out_act(F.linear(deter, w_deter) + embed_in[t])
-            stoch_t, logits_t = self._latent(self.obs_dist, hidden, True)
+        # unbind: indexing step t of a (T, ...) tensor would give it a (T, ...) zero gradient at every step
+        steps = zip(keep.unbind(0), action_in.unbind(0), embed_in.unbind(0))
+        for t, (keep_t, action_in_t, embed_in_t) in enumerate(steps):
+            deter, stoch = deter * keep_t[:, None], stoch * keep_t[:, None]
+            x = self.img_in_act(stoch_in(stoch, t) + action_in_t)
+            deter = self.cell.gates(cell_in(th.cat([x, deter], -1), t), deter)
+            hidden = self.obs_out_act(deter_in(deter, t) + embed_in_t)
+            logits_t = dist_in(hidden, t).unflatten(-1, (self.stoch_size, self.stoch_classes))
+            stoch_t = OneHotST(logits_t).sample()
             stoch = stoch_t.flatten(-2)
             deters.append(deter)
             stochs.append(stoch_t)
