@@ -114,6 +114,34 @@ def test_a_model_saved_with_capturable_optimisers_trains_eagerly_after_loading(t
     assert not loaded.policy.model_optimizer.param_groups[0]["capturable"]
 
 
+def test_adam_steps_with_the_fused_kernel_on_a_cpu_as_foreach_would():
+    import copy
+
+    model = _model(False)
+    _fill(model)
+    batch = model.replay_buffer.sample(model.batch_size, model.sequence_length)
+    model.train_step(batch)
+    optimizer = model.policy.model_optimizer
+    assert optimizer.param_groups[0]["fused"] and not optimizer.param_groups[0]["foreach"]
+    params = list(model.policy.world_model.parameters())
+    for p in params:
+        p.grad = th.randn_like(p)
+    foreach = copy.deepcopy(optimizer.state_dict())
+    before = [p.detach().clone() for p in params]
+    optimizer.step()
+    fused_result = [p.detach().clone() for p in params]
+    with th.no_grad():
+        for p, b in zip(params, before):
+            p.copy_(b)
+    optimizer.load_state_dict(foreach)
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = False, True
+    optimizer.step()
+    for p, q in zip(params, fused_result):
+        assert th.allclose(p, q, rtol=1e-5, atol=1e-7)
+    assert any(not th.equal(p, b) for p, b in zip(params, before))
+
+
 def test_cuda_graph_with_fp16_is_refused_when_loading_too(tmp_path):
     env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(3))
     DreamerV2.from_preset("debug", "MlpPolicy", env, mixed_precision="fp16", device="cpu").save(tmp_path / "m.zip")

@@ -42,6 +42,7 @@ from sb3_dreamer.dreamer.policies import (
     action_dim,
     check_finite_observation,
     check_observation_space,
+    choose_step_kernel,
     frozen,
 )
 from sb3_dreamer.dreamer.presets import PRESETS
@@ -826,6 +827,8 @@ class DreamerV2(OffPolicyAlgorithm):
         :return: detached metrics, ``skipped_steps`` among them (not yet added to the run's count).
         """
         optimizers = [self.policy.model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer]
+        for optimizer in optimizers:
+            choose_step_kernel(optimizer)
         if self._uses_graph():
             if self._graphed_update is None or self._graphed_update.optimizers != optimizers:
                 self._graphed_update = GraphedUpdate(lambda b: self.update(b, sync_free=True), optimizers, self._graph_key)
