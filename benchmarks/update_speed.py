@@ -1,5 +1,7 @@
 """Seconds per gradient update (world model + imagination + actor + critic) at the presets' sizes, with the
-FLOPs of one update and the fraction of this machine's measured fp32 matmul rate it reaches.
+FLOPs of one update and the fraction of this machine's measured fp32 matmul rate it reaches. On a CPU, one
+profiled update also says how much of it the matmuls and convolutions take, and at what rate they run: the
+update's time if everything else cost nothing.
 
     python benchmarks/update_speed.py                        # atari, dmc_vision, classic; 2 threads
     python benchmarks/update_speed.py --presets classic --threads 1
@@ -115,6 +117,25 @@ def update_flops(model: DreamerV2) -> int:
     return counter.get_total_flops()
 
 
+# The ops whose own time is matmul or convolution arithmetic on a CPU (the transposed convolutions' forward
+# runs inside ``aten::_convolution`` itself; the custom phase op's matmul shows as ``aten::mm``).
+KERNEL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_convolution", "aten::mkldnn_convolution",
+              "aten::convolution_backward")  # fmt: skip
+
+
+def kernel_share(model: DreamerV2) -> dict:
+    """Where one profiled update's CPU time goes: the matmuls and convolutions against everything else (the
+    elementwise ops, the optimiser steps, Python and autograd). The profiler slows the update by ~5-10 %."""
+    batch = model.replay_buffer.sample(model.batch_size, model.sequence_length)
+    with th.profiler.profile(activities=[th.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        model.train_step(batch)
+        seconds = time.perf_counter() - start
+    kernels = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in KERNEL_OPS) / 1e6
+    return {"profiled_update_s": round(seconds, 3), "matmul_and_conv_s": round(kernels, 3),
+            "matmul_and_conv_fraction": round(kernels / seconds, 3)}  # fmt: skip
+
+
 def measure(
     preset: str, updates: int, device: str, mixed_precision: str = "no", compile_model: bool = False,
     keep_host_memory: bool = True,
@@ -128,6 +149,9 @@ def measure(
     warmup_s = time.perf_counter() - start - seconds * updates  # the compilation, with compile_model
     flops = update_flops(model)
     params = sum(p.numel() for p in model.policy.world_model.parameters())
+    share = kernel_share(model) if device == "cpu" else {}
+    if share:  # the kernels' own rate: how far the matmuls and convolutions are from the machine's
+        share["matmul_and_conv_gflops"] = round(flops / 1e9 / share["matmul_and_conv_s"], 1)
     return {
         "preset": preset,
         "mixed_precision": mixed_precision,
@@ -141,6 +165,7 @@ def measure(
         "seconds_per_update": round(seconds, 4),
         "gflop_per_update": round(flops / 1e9, 1),
         "achieved_gflops": round(flops / 1e9 / seconds, 1),
+        **share,
     }
 
 
@@ -203,6 +228,8 @@ def main() -> None:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
         row = measure(preset, updates, args.device, args.mixed_precision, args.compile_model, not args.no_keep_host_memory)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
+        if "matmul_and_conv_gflops" in row:
+            row["kernels_fraction_of_matmul_peak"] = round(row["matmul_and_conv_gflops"] / peak, 3)
         if args.peer_python and preset in PEER_SIZES:
             for keep_memory, suffix in ((False, ""), (True, "_keep_memory")):
                 peer_updates = max(3, updates // 3)
