@@ -8,8 +8,9 @@
 
 Training is ``rl_zoo3 train`` with the yml's settings for the env (the ones the classic-control benchmark
 measures). The shipped zip has its optimiser states stripped (networks only, ~2.7 MB for the classic
-preset; ``--float16`` halves that, as for the pixel agent); the evaluation (deterministic, ``--eval-episodes`` episodes, env seeds from 1000, torch seed 0) is
-done on the shipped file, loaded the safe way, and written with its SHA-256 to ``manifest.json``.
+preset; ``--float16`` halves that, as for the pixel agent); the evaluation (deterministic, ``--eval-episodes``
+episodes, env seeds from 1000, torch seed 0) is done on the shipped file, loaded the safe way, and written
+with its SHA-256 to ``manifest.json``.
 """
 
 import argparse
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--from-model", type=pathlib.Path, default=None, help="ship this trained model instead")
     parser.add_argument("--trained-by", default=None, help="the command that trained --from-model (for the manifest)")
     parser.add_argument("--protocol", default=None, help="what the env is, for the manifest (default: unmodified)")
-    parser.add_argument("--float16", action="store_true", help="ship the weights in float16 (half the file; evaluated as shipped)")
+    parser.add_argument("--float16", action="store_true", help="ship the weights in float16 (half the file, evaluated so)")
     args = parser.parse_args()
     name = args.env.replace("/", "-")  # rl-zoo3's folder name for an id
     target = FOLDER / "dreamerv2" / f"{name}_1"

@@ -216,8 +216,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "update_speed.json")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast of our update")
     parser.add_argument("--compile-model", action="store_true", help="our update with compile_model=True")
-    parser.add_argument("--no-keep-host-memory", action="store_true",
-                        help="ours with keep_host_memory=False (glibc's malloc left as it is; the whole process)")
+    no_keep = "ours with keep_host_memory=False (glibc's malloc left as it is; the whole process)"
+    parser.add_argument("--no-keep-host-memory", action="store_true", help=no_keep)
     parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     args = parser.parse_args()

@@ -230,9 +230,8 @@ class ConvTransposeBiasApart(nn.ConvTranspose2d):
 
     def _transpose(self, x: th.Tensor) -> th.Tensor:
         """:param x: (N, C_in, H, W). :return: (N, C_out, H', W'), the convolution without its bias."""
-        return nn.functional.conv_transpose2d(
-            x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups, self.dilation  # type: ignore[arg-type]
-        )
+        args = (self.stride, self.padding, self.output_padding, self.groups, self.dilation)
+        return nn.functional.conv_transpose2d(x, self.weight, None, *args)  # type: ignore[arg-type]
 
     def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
         """:param x: (N, C_in, H, W), best channels-last. :param output_size: unused. :return: (N, C_out, H', W')."""
@@ -355,7 +354,12 @@ class Decoder(nn.Module):
             for i, kernel in enumerate(cnn_kernels):
                 last = i == n - 1
                 depth = out_channels if last else cnn_depth * 2 ** (n - i - 2)
-                layer = ConvTranspose1x1In if i == 0 else ConvTransposeFewChannels if last and depth <= 3 else ConvTransposeBiasApart
+                if i == 0:
+                    layer: type[nn.ConvTranspose2d] = ConvTranspose1x1In
+                elif last and depth <= 3:
+                    layer = ConvTransposeFewChannels
+                else:
+                    layer = ConvTransposeBiasApart
                 layers.append(layer(channels, depth, kernel, 2))
                 if not last:
                     if norm == "layer":
