@@ -86,6 +86,17 @@ def test_bf16_autocast_gives_what_f_linear_gives():
         assert (a - ref).norm() <= 1.5 * max((b - ref).norm(), 0.02 * ref.norm()), name
 
 
+def test_fp16_weight_gradient_sums_the_steps_beyond_fp16_range():
+    # Each step's weight gradient fits fp16 (2e4 per entry); their sum over the steps (1.2e5) does not. (Plain
+    # F.linear gives inf here: autocast caches one fp16 copy of a leaf weight, whose gradient sums in fp16.)
+    weight = th.full((N, N), 1e-3, requires_grad=True)
+    with th.autocast("cpu", dtype=th.float16):
+        linear = LoopLinear(weight, T)
+        ys = [linear(x, t) for t, x in enumerate(th.full((T, B, N), 10.0))]
+    sum((y.float() * 500.0).sum() for y in ys).backward()
+    assert th.allclose(weight.grad, th.full((N, N), T * B * 10.0 * 500.0))
+
+
 def test_plain_where_no_weight_gradient_is_recorded():
     full, bias, xs, h0 = _inputs()
     with th.no_grad():

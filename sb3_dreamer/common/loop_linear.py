@@ -9,7 +9,8 @@ the order of float additions. On a 2-core CPU the loop's forward and backward ta
 
 Under autocast the weight is cast once for the whole loop (a slice of a weight is not in autocast's cache, so
 plain ``F.linear`` casts it again at every step). The weight's gradient is returned in the weight's dtype, as
-autocast's own cast would return it.
+autocast's own cast would return it; under fp16 it is summed in fp32, since the sum over all steps may leave
+fp16's range where each step's part does not.
 """
 
 from typing import Any
@@ -42,6 +43,8 @@ class _LoopWeight(th.autograd.Function):
         grads = th.cat([tape.grads[t] for t in used])  # (steps * B, out)
         inputs = th.cat([tape.inputs[t] for t in used])  # type: ignore[misc]  # (steps * B, in)
         tape.grads = [None] * len(tape.grads)  # ready for another backward of the same graph
+        if grads.dtype == th.float16:  # each step's product fits fp16's range; their sum over all steps may not
+            grads, inputs = grads.float(), inputs.float()
         weight_grad = (grads.t() @ inputs).to(ctx.weight_dtype)  # (out, in)
         return (weight_grad if grad is None else weight_grad + grad), None, None
 
