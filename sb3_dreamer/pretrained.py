@@ -25,7 +25,7 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.type_aliases import GymEnv
 
-from sb3_dreamer.dreamer.dreamer import DreamerV2
+from sb3_dreamer.dreamer.dreamer import DreamerV2, atomic_write
 
 DEFAULT_FOLDER = "rl-trained-agents"
 
@@ -76,8 +76,10 @@ def store_weights_in_float16(path: str | pathlib.Path) -> None:
             th.save({k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}, buffer)
             data = buffer.getvalue()
         rewritten.append((info, data))
-    partial = path.with_name(path.name + ".partial")
-    with zipfile.ZipFile(partial, "w") as archive:
-        for info, data in rewritten:
-            archive.writestr(info, data)
-    partial.replace(path)  # the file is either the old one or the whole new one
+
+    def write(target: pathlib.Path) -> None:
+        with zipfile.ZipFile(target, "w") as archive:
+            for info, data in rewritten:
+                archive.writestr(info, data)
+
+    atomic_write(path, "zip", write)  # the file is either the old one or the whole new one

@@ -65,8 +65,9 @@ class RSSM(nn.Module):
         zeros = th.zeros(shape, device=device)
         return RSSMState(th.zeros(batch_size, self.deter_size, device=device), zeros, zeros.clone())
 
-    def _latent(self, dist_layer: nn.Linear, hidden: th.Tensor, sample: bool) -> tuple[th.Tensor, th.Tensor]:
-        logits = dist_layer(hidden).unflatten(-1, (self.stoch_size, self.stoch_classes))
+    def _latent(self, flat_logits: th.Tensor, sample: bool) -> tuple[th.Tensor, th.Tensor]:
+        """:param flat_logits: (..., S * K). :return: the one-hot latent and its logits, (..., S, K) each."""
+        logits = flat_logits.unflatten(-1, (self.stoch_size, self.stoch_classes))
         dist = OneHotST(logits)
         return (dist.sample() if sample else dist.mode()), logits
 
@@ -78,7 +79,7 @@ class RSSM(nn.Module):
         """One prior step. :param prev: (B, ...). :param action: (B, A). :return: prior (B, ...)."""
         x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), action], -1)))
         deter = self.cell(x, prev.deter)
-        stoch, logits = self._latent(self.img_dist, self.img_out(deter), sample)
+        stoch, logits = self._latent(self.img_dist(self.img_out(deter)), sample)
         return RSSMState(deter, stoch, logits)
 
     def obs_step(
@@ -94,7 +95,7 @@ class RSSM(nn.Module):
         x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), prev_action * keep[:, None]], -1)))
         deter = self.cell(x, prev.deter)
         hidden = self.obs_out_act(self.obs_out(th.cat([deter, embed], -1)))
-        stoch, logits = self._latent(self.obs_dist, hidden, sample)
+        stoch, logits = self._latent(self.obs_dist(hidden), sample)
         return RSSMState(deter, stoch, logits)
 
     def observe(self, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None) -> Observed:
@@ -126,8 +127,7 @@ class RSSM(nn.Module):
             x = self.img_in_act(stoch_in(stoch, t) + action_in_t)
             deter = self.cell.gates(cell_in(th.cat([x, deter], -1), t), deter)
             hidden = self.obs_out_act(deter_in(deter, t) + embed_in_t)
-            logits_t = dist_in(hidden, t).unflatten(-1, (self.stoch_size, self.stoch_classes))
-            stoch_t = OneHotST(logits_t).sample()
+            stoch_t, logits_t = self._latent(dist_in(hidden, t), True)
             stoch = stoch_t.flatten(-2)
             deters.append(deter)
             stochs.append(stoch_t)

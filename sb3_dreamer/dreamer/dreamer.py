@@ -130,7 +130,7 @@ def frames_per_step(env: VecEnv | None) -> int:
     return int(env.get_attr("action_repeat", indices=[0])[0])
 
 
-def _atomic_write(path: str | pathlib.Path | io.BufferedIOBase, suffix: str, write: Callable[[Any], None]) -> None:
+def atomic_write(path: str | pathlib.Path | io.BufferedIOBase, suffix: str, write: Callable[[Any], None]) -> None:
     """``write`` to a temporary file in the target's folder, then rename it over the target (atomic on POSIX).
     The target gets ``.suffix`` when it has none, as SB3 does; file objects are written directly.
     """
@@ -455,7 +455,7 @@ class DreamerV2(OffPolicyAlgorithm):
             if not isinstance(target, io.BufferedIOBase):
                 write_spec(target, self.plain_spec())
 
-        _atomic_write(path, "zip", write)
+        atomic_write(path, "zip", write)
 
     def plain_spec(self) -> dict[str, Any]:
         """The policy alias, the hyperparameters, spaces and counters as JSON-able data (see :meth:`load_safe`)."""
@@ -543,7 +543,7 @@ class DreamerV2(OffPolicyAlgorithm):
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """SB3's ``save_replay_buffer`` (a pickle), written atomically like :meth:`save`."""
-        _atomic_write(path, "pkl", lambda target: super(DreamerV2, self).save_replay_buffer(target))
+        atomic_write(path, "pkl", lambda target: super(DreamerV2, self).save_replay_buffer(target))
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """Load a replay buffer written by ``save_replay_buffer`` (replacing the current one, never appending).
