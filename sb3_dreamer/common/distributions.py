@@ -9,8 +9,9 @@ import torch.nn.functional as F
 class OneHotST:
     """Categorical over the last axis with one-hot samples and straight-through gradients.
 
-    ``sample()`` returns ``onehot + probs - sg(probs)``: the forward value is the exact one-hot
-    sample, the backward pass is the gradient of ``probs`` (Bengio et al. 2013; DreamerV2 sec. 2).
+    ``sample()`` returns ``onehot + (probs - sg(probs))``: the forward value is the exact one-hot
+    sample (the bracket is exactly 0), the backward pass is the gradient of ``probs`` (Bengio et al. 2013;
+    DreamerV2 sec. 2).
 
     :param logits: (..., K) unnormalised log-probabilities.
     """
@@ -27,12 +28,12 @@ class OneHotST:
         uniform = th.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
         index = th.searchsorted(probs.cumsum(-1), uniform).clamp_max_(probs.shape[-1] - 1)  # (..., 1)
         onehot = th.zeros_like(probs).scatter_(-1, index, 1.0)
-        return onehot + self.probs - probs if self.probs.requires_grad else onehot
+        return onehot + (self.probs - probs) if self.probs.requires_grad else onehot
 
     def mode(self) -> th.Tensor:
         """:return: (..., K) one-hot of the most likely class (straight-through)."""
         onehot = F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
-        return onehot + self.probs - self.probs.detach()
+        return onehot + (self.probs - self.probs.detach())
 
     def log_prob(self, onehot: th.Tensor) -> th.Tensor:
         """:param onehot: (..., K). :return: (...)."""

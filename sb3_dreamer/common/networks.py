@@ -7,6 +7,7 @@ import torch as th
 from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
+from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_linear
 from sb3_dreamer.common.type_aliases import ObsDict
 
 Norm = Literal["none", "layer"]
@@ -19,9 +20,17 @@ class MLP(nn.Sequential):
     gradient of it (~40 ms per backward of a 4x400 head over 15 x 800 imagined states on a CPU).
     """
 
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        """:param x: (*lead, in_dim). :return: (*lead, out)."""
-        y = super().forward(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]))
+    def forward(self, x: th.Tensor, onehot: OneHotColumns | None = None) -> th.Tensor:
+        """:param x: (*lead, in_dim). :param onehot: where ``x`` holds one-hot groups (``hot``: (*lead, S)), for
+        the first layer (``onehot_linear``). :return: (*lead, out)."""
+        y = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+        if onehot is None:
+            y = super().forward(y)
+        else:
+            first, *rest = self
+            y = onehot_linear(first, y, onehot)
+            for layer in rest:
+                y = layer(y)
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 

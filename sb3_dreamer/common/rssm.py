@@ -19,6 +19,7 @@ from torch import nn
 from sb3_dreamer.common.distributions import OneHotST
 from sb3_dreamer.common.loop_linear import LoopLinear
 from sb3_dreamer.common.networks import LayerNormGRUCell, Norm
+from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_linear
 from sb3_dreamer.common.type_aliases import RSSMState
 
 
@@ -75,9 +76,15 @@ class RSSM(nn.Module):
         """:param deter: (..., D). :return: (..., S, K)."""
         return self.img_dist(self.img_out(deter)).unflatten(-1, (self.stoch_size, self.stoch_classes))
 
-    def img_step(self, prev: RSSMState, action: th.Tensor, sample: bool = True) -> RSSMState:
-        """One prior step. :param prev: (B, ...). :param action: (B, A). :return: prior (B, ...)."""
-        x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), action], -1)))
+    def img_step(
+        self, prev: RSSMState, action: th.Tensor, sample: bool = True, stoch_hot: th.Tensor | None = None
+    ) -> RSSMState:
+        """One prior step. :param prev: (B, ...). :param action: (B, A).
+        :param stoch_hot: (B, S) the class of each of ``prev.stoch``'s ones, where it is exactly one-hot (no
+            all-zero group): ``img_in`` then sums its weight's columns (``onehot_linear``). :return: prior (B, ...).
+        """
+        columns = None if stoch_hot is None else OneHotColumns(stoch_hot, 0, self.stoch_classes)
+        x = self.img_in_act(onehot_linear(self.img_in, th.cat([prev.stoch.flatten(-2), action], -1), columns))
         deter = self.cell(x, prev.deter)
         stoch, logits = self._latent(self.img_dist(self.img_out(deter)), sample)
         return RSSMState(deter, stoch, logits)

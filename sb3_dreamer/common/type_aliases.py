@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import torch as th
 
+from sb3_dreamer.common.onehot_linear import OneHotColumns
+
 ObsDict = dict[str, th.Tensor]
 
 
@@ -67,6 +69,7 @@ class Imagination(NamedTuple):
     discount: th.Tensor  # (H + 1, N) gamma * P(continue)
     weight: th.Tensor  # (H + 1, N) cumulative product of the shifted discounts
     actor_out: th.Tensor  # (H, N, A or 2A) the actor's outputs in states 0..H-1, with gradients for the actor
+    onehot: OneHotColumns  # where feat's latent is (hot: (H + 1, N, S)), for the layers that read feat
 
 
 class WorldModelLoss(NamedTuple):

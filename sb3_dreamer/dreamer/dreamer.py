@@ -751,7 +751,7 @@ class DreamerV2(OffPolicyAlgorithm):
         with grad_mode, self._autocast():
             imagine = self._world_model_fns().imagine
             traj = imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
-            value = policy.slow_critic(traj.feat).squeeze(-1).float()  # (H + 1, N)
+            value = policy.slow_critic(traj.feat, traj.onehot).squeeze(-1).float()  # (H + 1, N)
             target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
         with self._autocast():
             # Actions:   0   [a1]  [a2]   a3      the action at index t + 1 is taken in state t
@@ -762,7 +762,7 @@ class DreamerV2(OffPolicyAlgorithm):
             objective = actor_objective(log_prob, target[1:], value[:-2], actor_grad, self.actor_grad_mix)
             entropy = dist.entropy()
             a_loss = actor_loss(objective, entropy, traj.weight[:-2], self.actor_entropy)
-            critic_value = policy.critic(traj.feat[:-1].detach()).squeeze(-1).float()
+            critic_value = policy.critic(traj.feat[:-1].detach(), traj.onehot.at(slice(None, -1))).squeeze(-1).float()
             c_loss = critic_loss(critic_value, target, traj.weight[:-1])
         metrics = {
             "actor_loss": a_loss.detach(),

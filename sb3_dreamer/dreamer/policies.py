@@ -18,6 +18,7 @@ from torch import nn
 
 from sb3_dreamer.common.distributions import OneHotST, TruncNormal
 from sb3_dreamer.common.networks import Decoder, Encoder, Norm, VectorObsNorm, mlp, preprocess_obs, split_keys
+from sb3_dreamer.common.onehot_linear import OneHotColumns
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import Imagination, ObsDict, RSSMState, SequenceBatch, WorldModelLoss
 from sb3_dreamer.dreamer.losses import kl_balance
@@ -215,34 +216,41 @@ class WorldModel(nn.Module):
         """Roll the prior forward from ``start`` with actions sampled from ``actor``.
 
         The actor's outputs always record gradients for the actor (its input is detached), also where the
-        rest runs without autograd: the actor loss uses them instead of running the actor again.
+        rest runs without autograd: the actor loss uses them instead of running the actor again. Every state's
+        latent is an exact one-hot sample, so the layers that read the features sum weight columns for it
+        (``onehot_linear``).
 
-        :param start: (N, ...) posterior states. :param start_is_terminal: (N,) their true termination flags.
-        :return: a trajectory of ``horizon + 1`` states, the start included.
+        :param start: (N, ...) posterior states (sampled). :param start_is_terminal: (N,) their true termination
+            flags. :return: a trajectory of ``horizon + 1`` states, the start included.
         """
         state = start
         feats = [start.feat()]
+        hots = [OneHotColumns.of(start.stoch, self.rssm.deter_size).hot]  # feat is (deter, stoch)
         actions, actor_outs = [], []
         for _ in range(horizon):
+            columns = OneHotColumns(hots[-1], self.rssm.deter_size, self.rssm.stoch_classes)
             with th.enable_grad():
-                actor_outs.append(actor.net(feats[-1].detach()))
+                actor_outs.append(actor.net(feats[-1].detach(), columns))
             action = actor.dist(actor_outs[-1]).sample()
-            state = self.rssm.img_step(state, action)
+            state = self.rssm.img_step(state, action, stoch_hot=hots[-1])
             feats.append(state.feat())
+            hots.append(OneHotColumns.of(state.stoch, self.rssm.deter_size).hot)
             actions.append(action)
         actions.insert(0, th.zeros_like(actions[0]))  # no action led to the start state
         feat = th.stack(feats)  # (H + 1, N, F)
-        reward = self.reward_head(feat).squeeze(-1)
+        onehot = OneHotColumns(th.stack(hots), self.rssm.deter_size, self.rssm.stoch_classes)  # hot: (H + 1, N, S)
+        reward = self.reward_head(feat, onehot).squeeze(-1)
         first = gamma * (1.0 - start_is_terminal)[None]
         if self.discount_head is not None:
-            discount = th.cat([first, gamma * th.sigmoid(self.discount_head(feat[1:]).squeeze(-1))], 0)
+            cont_logits = self.discount_head(feat[1:], onehot.at(slice(1, None))).squeeze(-1)
+            discount = th.cat([first, gamma * th.sigmoid(cont_logits)], 0)
         else:
             discount = th.cat([first, th.full_like(reward[1:], gamma)], 0)
         # discount[t] says whether state t + 1 is valid, so the weight of state t uses discounts before t.
         weight = th.cumprod(th.cat([th.ones_like(discount[:1]), discount[:-1]], 0), 0).detach()
         with th.enable_grad():
             actor_out = th.stack(actor_outs)  # (H, N, A or 2A)
-        return Imagination(feat, th.stack(actions), reward, discount, weight, actor_out)
+        return Imagination(feat, th.stack(actions), reward, discount, weight, actor_out, onehot)
 
 
 def check_finite_observation(observation: np.ndarray | dict[str, np.ndarray]) -> None:

@@ -1,0 +1,82 @@
+"""Linear layers whose input holds one-hot groups: the discrete latents of the imagined states.
+
+A feature ``(deter, stoch)`` has ``S * K = 1024`` one-hot columns and 600 dense ones at the ``atari`` size. Its
+product with a weight is, in those columns, a sum of ``S`` weight columns: the column of each group's one. Every
+layer that reads an imagined feature (the actor's, the critic's, the slow critic's, the reward and discount
+heads' first layers, and the RSSM's ``img_in``) sums them with ``embedding_bag`` instead of multiplying by the
+zeros, and multiplies the dense columns as usual. The result is the same up to the order of float additions.
+On a 2-core CPU, at 12,000 rows and 400 outputs, the one-hot part takes ~5 ms against ~31 ms as a matmul.
+
+The gradients are ``nn.Linear``'s (the weight's is ``G^T x``, with the dense input), so the layer is the same
+function under autograd. Used on CPUs without autocast, where it was measured (also under ``torch.compile``,
+which writes the column sums into its own fused loops); on GPUs and under autocast it is plain ``F.linear``.
+"""
+
+from typing import Any, NamedTuple
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+
+class OneHotColumns(NamedTuple):
+    """Says that columns ``start .. start + S * K`` of a layer's input are S exact one-hot groups of K classes.
+
+    Exact: the values are 0 and 1 (a sample of ``OneHotST``, straight-through or not), never an all-zero group.
+    """
+
+    hot: th.Tensor  # (..., S) the class of each group's one
+    start: int
+    classes: int
+
+    @classmethod
+    def of(cls, onehot: th.Tensor, start: int) -> "OneHotColumns":
+        """:param onehot: (..., S, K) exact one-hot groups, flattened into the input from column ``start``."""
+        classes = onehot.detach() @ th.arange(onehot.shape[-1], dtype=onehot.dtype, device=onehot.device)
+        # Exact: one product of 1 and the class per group. A latent that is not finite (a diverged model, whose
+        # state is then not finite elsewhere too) reads class 0 rather than an index out of range.
+        return cls(classes.nan_to_num(0.0, 0.0, 0.0).long().clamp_(0, onehot.shape[-1] - 1), start, onehot.shape[-1])
+
+    def at(self, item: Any) -> "OneHotColumns":
+        """The same columns for part of the leading axes, e.g. ``columns.at(slice(1, None))`` for ``x[1:]``."""
+        return OneHotColumns(self.hot[item], self.start, self.classes)
+
+
+class _OneHotLinear(th.autograd.Function):
+    """``x @ weight.T + bias`` for a 2-D ``x`` whose columns ``start .. end`` are one-hot (``index``, offset into them)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: th.Tensor, index: th.Tensor, start: int, end: int, weight: th.Tensor, bias: th.Tensor | None
+    ) -> th.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = F.embedding_bag(index, weight[:, start:end].t().contiguous(), mode="sum")  # (N, out)
+        for lo, hi in ((0, start), (end, x.shape[1])):  # the dense columns
+            if hi > lo:
+                y = th.addmm(y, x[:, lo:hi], weight[:, lo:hi].t())
+        return y if bias is None else y.add_(bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, None, None, None, th.Tensor | None, th.Tensor | None]:
+        x, weight = ctx.saved_tensors
+        x_grad = grad @ weight if ctx.needs_input_grad[0] else None
+        weight_grad = grad.t() @ x if ctx.needs_input_grad[4] else None
+        bias_grad = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[5] else None
+        return x_grad, None, None, None, weight_grad, bias_grad
+
+
+def onehot_linear(layer: nn.Linear, x: th.Tensor, columns: OneHotColumns | None) -> th.Tensor:
+    """``layer(x)``, summing the weight's columns where ``columns`` says ``x`` is one-hot.
+
+    :param x: (N, in). :param columns: its one-hot columns (``hot``: (N, S)), or None (then plain ``layer(x)``).
+    :return: (N, out).
+    """
+    device = x.device.type
+    if columns is None or device != "cpu" or th.is_autocast_enabled(device):
+        return layer(x)
+    groups = columns.hot.shape[-1]
+    end = columns.start + groups * columns.classes
+    offsets = th.arange(groups, device=x.device) * columns.classes
+    index = columns.hot.reshape(-1, groups) + offsets  # (N, S) columns within start .. end
+    return _OneHotLinear.apply(x, index, columns.start, end, layer.weight, layer.bias)

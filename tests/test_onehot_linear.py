@@ -1,0 +1,113 @@
+"""``onehot_linear`` is ``nn.Linear`` on inputs with one-hot columns: same values (to float tolerance), same
+gradients; and the imagination, which uses it, gives what the plain layers give on its features."""
+
+import pytest
+import torch as th
+
+from sb3_dreamer.common.distributions import OneHotST
+from sb3_dreamer.common.networks import mlp
+from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_linear
+from sb3_dreamer.common.rssm import RSSM
+from sb3_dreamer.common.type_aliases import RSSMState
+from sb3_dreamer.dreamer.policies import Actor, WorldModel
+
+
+def _onehot(n: int, groups: int = 4, classes: int = 5, seed: int = 0) -> th.Tensor:
+    """:return: (n, groups, classes) straight-through samples (values exactly one-hot, with a gradient path)."""
+    logits = th.randn(n, groups, classes, generator=th.Generator().manual_seed(seed), requires_grad=True)
+    return OneHotST(logits).sample()
+
+
+def test_straight_through_samples_are_exactly_one_hot():
+    logits = th.randn(64, 32, 32, requires_grad=True)
+    dist = OneHotST(logits)
+    for value in (dist.sample(), dist.mode()):
+        assert value.requires_grad
+        assert set(value.detach().unique().tolist()) == {0.0, 1.0}
+        assert (value.detach().sum(-1) == 1).all()
+
+
+def test_columns_of_a_one_hot_are_its_classes():
+    onehot = _onehot(30).detach()
+    columns = OneHotColumns.of(onehot, start=7)
+    assert columns.hot.dtype == th.long and columns.start == 7 and columns.classes == 5
+    assert th.equal(columns.hot, onehot.argmax(-1))
+    assert th.equal(columns.at(slice(1, None)).hot, columns.hot[1:])
+    # A latent that is not finite still gives classes in range (the layer must not index out of its weight).
+    broken = onehot.clone()
+    broken[0, 0] = float("nan")
+    broken[1, 1, 2] = float("inf")
+    hot = OneHotColumns.of(broken, 0).hot
+    assert ((hot >= 0) & (hot < 5)).all()
+
+
+@pytest.mark.parametrize(
+    ("dense_before", "dense_after", "bias"),
+    [(6, 0, True), (0, 3, True), (0, 0, True), (6, 3, False)],
+    ids=["feat-layout", "img_in-layout", "one-hot-only", "no-bias"],
+)
+def test_onehot_linear_equals_linear_with_its_gradients(dense_before: int, dense_after: int, bias: bool):
+    th.manual_seed(0)
+    onehot = _onehot(30)  # (30, 4, 5): 20 one-hot columns
+    x = th.cat([th.randn(30, dense_before), onehot.flatten(-2), th.randn(30, dense_after)], -1)
+    x = x.detach().requires_grad_()
+    layer = th.nn.Linear(x.shape[-1], 7, bias=bias)
+    columns = OneHotColumns.of(onehot, start=dense_before)
+    out, ref = onehot_linear(layer, x, columns), layer(x)
+    th.testing.assert_close(out, ref)
+    grad = th.randn_like(ref)
+    params = [x, layer.weight] + ([layer.bias] if bias else [])
+    for got, want in zip(th.autograd.grad(out, params, grad), th.autograd.grad(ref, params, grad)):
+        th.testing.assert_close(got, want)
+
+
+def test_the_straight_through_gradient_passes_through_onehot_linear():
+    """With the latent's straight-through path (the ``dynamics`` actor gradient), the logits' gradient is the same."""
+    logits = th.randn(20, 4, 5, requires_grad=True)
+    th.manual_seed(1)
+    sample = OneHotST(logits).sample()
+    layer = th.nn.Linear(20, 3)
+    grads = []
+    for columns in (OneHotColumns.of(sample, 0), None):
+        loss = onehot_linear(layer, sample.flatten(-2), columns).square().sum()
+        (grad,) = th.autograd.grad(loss, logits, retain_graph=True)
+        grads.append(grad)
+    th.testing.assert_close(grads[0], grads[1])
+
+
+def test_an_mlp_given_the_one_hot_columns_equals_the_plain_mlp():
+    th.manual_seed(0)
+    net = mlp(6 + 20, 2, layers=2, units=16)
+    onehot = _onehot(2 * 15).detach().view(2, 15, 4, 5)
+    x = th.cat([th.randn(2, 15, 6), onehot.flatten(-2)], -1)
+    th.testing.assert_close(net(x, OneHotColumns.of(onehot, 6)), net(x))
+
+
+def test_img_step_given_the_one_hot_classes_equals_the_plain_step():
+    th.manual_seed(0)
+    rssm = RSSM(action_dim=3, embed_size=8, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12)
+    stoch = _onehot(10).detach()
+    prev = RSSMState(th.randn(10, 16), stoch, th.zeros(10, 4, 5))
+    action = th.nn.functional.one_hot(th.randint(0, 3, (10,)), 3).float()
+    fast = rssm.img_step(prev, action, sample=False, stoch_hot=OneHotColumns.of(stoch, 0).hot)
+    plain = rssm.img_step(prev, action, sample=False)
+    th.testing.assert_close(fast.deter, plain.deter)
+    th.testing.assert_close(fast.logits, plain.logits)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_imagination_heads_equal_the_plain_heads_on_its_features(discrete: bool):
+    """``imagine`` runs the actor, reward and discount heads through ``onehot_linear``; on its (exactly one-hot)
+    features the plain heads give the same values."""
+    th.manual_seed(0)
+    shapes = {"state": (5,)}
+    model = WorldModel(shapes, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
+                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
+    actor = Actor(model.rssm.feat_size, 3, discrete, layers=2, units=16, norm="none", min_std=0.1)
+    start = RSSMState(th.randn(8, 16), _onehot(8).detach(), th.zeros(8, 4, 5))
+    with th.no_grad():
+        traj = model.imagine(actor, start, th.zeros(8), horizon=5, gamma=0.99)
+        assert set(traj.feat[..., 16:].unique().tolist()) == {0.0, 1.0}
+        th.testing.assert_close(traj.reward, model.reward_head(traj.feat).squeeze(-1))
+        th.testing.assert_close(traj.discount[1:], 0.99 * th.sigmoid(model.discount_head(traj.feat[1:]).squeeze(-1)))
+        th.testing.assert_close(traj.actor_out, actor.net(traj.feat[:-1]))
