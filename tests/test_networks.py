@@ -11,6 +11,7 @@ from sb3_dreamer.common.networks import (
     ConvTransposeFewChannels,
     Decoder,
     Encoder,
+    conv_backward,
     mlp,
 )
 
@@ -108,6 +109,36 @@ def test_compiled_decoder_keeps_the_fast_layers_and_their_values():
     inputs = [feat, decoder.cnn[-1].weight, decoder.cnn[-1].bias, decoder.cnn[-3].bias]
     for got, expected in zip(th.autograd.grad(compiled(feat), inputs), th.autograd.grad(loss(feat), inputs)):
         th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_encoder_gives_the_eager_values_and_gradients():
+    # Compiled on a CPU, the first convolution's backward is the opaque conv_backward op (Conv2dFewChannelsIn).
+    th.manual_seed(0)
+    encoder = Encoder({"image": (1, 64, 64)}, cnn_depth=4)
+    image = th.randn(3, 1, 64, 64)
+
+    def loss(image: th.Tensor) -> th.Tensor:
+        return encoder({"image": image}).square().sum()
+
+    compiled = th.compile(loss, fullgraph=True)
+    params = list(encoder.parameters())
+    for got, expected in zip(th.autograd.grad(compiled(image), params), th.autograd.grad(loss(image), params)):
+        th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_opaque_convolution_backward_is_the_convolutions():
+    th.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 4, 2).to(memory_format=th.channels_last)
+    x = th.randn(2, 3, 16, 16).contiguous(memory_format=th.channels_last).requires_grad_()
+    grad = th.randn_like(conv(x))
+    expected = th.autograd.grad(conv(x), [x, conv.weight, conv.bias], grad)
+    got = conv_backward(grad, x.detach(), conv.weight.detach(), 2, False, True, True)
+    for g, e in zip(got, expected):
+        th.testing.assert_close(g, e)
+    assert got[0].is_contiguous(memory_format=th.channels_last)
+    skipped = conv_backward(grad, x.detach(), conv.weight.detach(), 2, False, False, False)
+    assert skipped[0].numel() == skipped[2].numel() == 0
+    th.testing.assert_close(skipped[1], expected[1])
 
 
 def test_flop_counter_counts_the_phase_matmul_layer_as_the_convolution_it_is():

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 import torch as th
 from torch import nn
-from torch.utils.flop_counter import register_flop_formula
+from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
 from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_linear
 from sb3_dreamer.common.type_aliases import ObsDict
@@ -172,7 +172,8 @@ class Encoder(nn.Module):
             size = IMAGE_SIZE
             for i, kernel in enumerate(cnn_kernels):
                 depth, out_size = cnn_depth * 2**i, (size - kernel) // 2 + 1
-                layers += [(Conv2dFewOutputs if out_size <= 2 else nn.Conv2d)(channels, depth, kernel, 2)]
+                conv = Conv2dFewOutputs if out_size <= 2 else Conv2dFewChannelsIn if i == 0 and channels <= 3 else nn.Conv2d
+                layers += [conv(channels, depth, kernel, 2)]
                 if norm == "layer":
                     layers.append(nn.GroupNorm(1, depth))
                 layers.append(nn.ELU(inplace=True))
@@ -194,6 +195,37 @@ class Encoder(nn.Module):
         if self.mlp is not None:
             outputs.append(self.mlp(th.cat([obs[k] for k in self.vector_keys], -1)))
         return th.cat(outputs, -1)
+
+
+class _ConvWithOpaqueBackward(th.autograd.Function):
+    """``F.conv2d`` (no padding) whose backward is the ``conv_backward`` op."""
+
+    @staticmethod
+    def forward(ctx: Any, x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, stride: int) -> th.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.has_bias = stride, bias is not None
+        return nn.functional.conv2d(x, weight, bias, stride)
+
+    @staticmethod
+    def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor, th.Tensor | None, None]:
+        x, weight = ctx.saved_tensors
+        input_grad = ctx.needs_input_grad[0]
+        grad_x, grad_w, grad_b = conv_backward(grad, x, weight, ctx.stride, False, input_grad, ctx.has_bias)
+        return (grad_x if input_grad else None), grad_w, (grad_b if ctx.has_bias else None), None
+
+
+class Conv2dFewChannelsIn(nn.Conv2d):
+    """``nn.Conv2d`` (no padding, square stride) for the encoder's first layer, on the image's 1-3 channels.
+    Under ``torch.compile`` on a CPU in fp32 its backward is the ``conv_backward`` op, which keeps the gradient
+    channels-last (see there); otherwise, and in eager mode, it is ``nn.Conv2d``.
+    """
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        """:param x: (N, C_in, H, W). :return: (N, C_out, H', W')."""
+        device = x.device.type
+        if th.compiler.is_compiling() and device == "cpu" and not th.is_autocast_enabled(device):
+            return _ConvWithOpaqueBackward.apply(x, self.weight, self.bias, self.stride[0])
+        return super().forward(x)
 
 
 class Conv2dFewOutputs(nn.Conv2d):
@@ -248,6 +280,45 @@ class ConvTransposeBiasApart(nn.ConvTranspose2d):
         return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]  # autocast's dtype stays
 
 
+@th.library.custom_op("sb3_dreamer::conv_backward", mutates_args=(), tags=(th.Tag.needs_exact_strides,))
+def conv_backward(
+    grad: th.Tensor, x: th.Tensor, weight: th.Tensor, stride: int, transposed: bool, input_grad: bool, bias_grad: bool
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """The gradients of an unpadded convolution (``aten.convolution_backward``), as an op that ``torch.compile``
+    passes its tensors as they are. Around the convolutions with 1-3 channels on one side (the image's), inductor
+    otherwise wrote the gradient or the saved input in a layout that is neither NCHW nor channels-last (strides
+    in the order N, H, C, W), and oneDNN reordered it: ~20-45 ms per such layer at the ``atari`` size on a CPU.
+
+    :param grad: (N, C_out, H', W'). :param x: (N, C_in, H, W). :param weight: as the convolution's.
+    :return: the gradients of ``x``, ``weight`` and the bias; ``x``'s and the bias's are empty where not asked for.
+    """
+    mask = [input_grad, True, bias_grad]
+    bias_sizes = [weight.shape[1 if transposed else 0]] if bias_grad else None
+    grads = th.ops.aten.convolution_backward(
+        grad, x, weight, bias_sizes, [stride] * 2, [0, 0], [1, 1], transposed, [0, 0], 1, mask
+    )
+    return tuple(g if g is not None else x.new_empty(0) for g in grads)  # type: ignore[return-value]
+
+
+@conv_backward.register_fake
+def _(
+    grad: th.Tensor, x: th.Tensor, weight: th.Tensor, stride: int, transposed: bool, input_grad: bool, bias_grad: bool
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=th.channels_last)
+    grad_x = th.empty_like(x, memory_format=th.channels_last if channels_last else th.contiguous_format)
+    grad_b = x.new_empty(weight.shape[1 if transposed else 0] if bias_grad else 0)
+    return (grad_x if input_grad else x.new_empty(0)), th.empty_like(weight), grad_b
+
+
+@register_flop_formula(th.ops.sb3_dreamer.conv_backward)
+def _conv_backward_flops(grad_shape: th.Size, x_shape: th.Size, w_shape: th.Size, stride: int, transposed: bool,
+                         input_grad: bool, bias_grad: bool, **kwargs: Any) -> int:  # fmt: skip
+    """One convolution's FLOPs for the weight's gradient, one more for the input's (FlopCounterMode does not see
+    inside a custom op)."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_shape), transposed)
+    return forward * (2 if input_grad else 1)
+
+
 @th.library.custom_op("sb3_dreamer::phase_conv_transpose", mutates_args=(), tags=(th.Tag.needs_fixed_stride_order,))
 def phase_conv_transpose(x: th.Tensor, weight: th.Tensor, stride: int) -> th.Tensor:
     """A strided transposed convolution (no bias, no padding) as one matmul into its stride x stride output phases,
@@ -292,11 +363,8 @@ def _phase_conv_transpose_context(ctx: Any, inputs: tuple[th.Tensor, th.Tensor, 
 
 def _phase_conv_transpose_backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor | None, None]:
     x, weight = ctx.saved_tensors
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-    grad_x, grad_w, _ = th.ops.aten.convolution_backward(
-        grad, x, weight, None, [ctx.stride] * 2, [0, 0], [1, 1], True, [0, 0], 1, mask
-    )
-    return grad_x, grad_w, None
+    grad_x, grad_w, _ = conv_backward(grad, x, weight, ctx.stride, True, ctx.needs_input_grad[0], False)
+    return (grad_x if ctx.needs_input_grad[0] else None), grad_w, None
 
 
 phase_conv_transpose.register_autograd(_phase_conv_transpose_backward, setup_context=_phase_conv_transpose_context)
