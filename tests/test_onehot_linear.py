@@ -33,6 +33,9 @@ def test_columns_of_a_one_hot_are_its_classes():
     assert columns.hot.dtype == th.long and columns.start == 7 and columns.classes == 5
     assert th.equal(columns.hot, onehot.argmax(-1))
     assert th.equal(columns.at(slice(1, None)).hot, columns.hot[1:])
+    many = th.nn.functional.one_hot(th.tensor([[299, 257, 3]]), 300).float()  # classes bf16 cannot hold
+    with th.autocast("cpu", dtype=th.bfloat16):
+        assert OneHotColumns.of(many, 0).hot.tolist() == [[299, 257, 3]]
     # A latent that is not finite still gives classes in range (the layer must not index out of its weight).
     broken = onehot.clone()
     broken[0, 0] = float("nan")

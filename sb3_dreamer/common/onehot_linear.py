@@ -32,7 +32,9 @@ class OneHotColumns(NamedTuple):
     @classmethod
     def of(cls, onehot: th.Tensor, start: int) -> "OneHotColumns":
         """:param onehot: (..., S, K) exact one-hot groups, flattened into the input from column ``start``."""
-        classes = onehot.detach() @ th.arange(onehot.shape[-1], dtype=onehot.dtype, device=onehot.device)
+        with th.autocast(onehot.device.type, enabled=False):  # in fp32: a bf16 matmul rounds classes above 256
+            arange = th.arange(onehot.shape[-1], dtype=th.float32, device=onehot.device)
+            classes = onehot.detach().float() @ arange
         # Exact: one product of 1 and the class per group. A latent that is not finite (a diverged model, whose
         # state is then not finite elsewhere too) reads class 0 rather than an index out of range.
         return cls(classes.nan_to_num(0.0, 0.0, 0.0).long().clamp_(0, onehot.shape[-1] - 1), start, onehot.shape[-1])
