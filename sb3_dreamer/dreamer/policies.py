@@ -225,20 +225,20 @@ class WorldModel(nn.Module):
         """
         state = start
         feats = [start.feat()]
-        hots = [OneHotColumns.of(start.stoch, self.rssm.deter_size).hot]  # feat is (deter, stoch)
+        columns = [OneHotColumns.of(start.stoch, self.rssm.deter_size)]  # feat is (deter, stoch)
         actions, actor_outs = [], []
         for _ in range(horizon):
-            columns = OneHotColumns(hots[-1], self.rssm.deter_size, self.rssm.stoch_classes)
             with th.enable_grad():
-                actor_outs.append(actor.net(feats[-1].detach(), columns))
+                actor_outs.append(actor.net(feats[-1].detach(), columns[-1]))
             action = actor.dist(actor_outs[-1]).sample()
-            state = self.rssm.img_step(state, action, stoch_hot=hots[-1])
+            state = self.rssm.img_step(state, action, stoch_hot=columns[-1].hot)
             feats.append(state.feat())
-            hots.append(OneHotColumns.of(state.stoch, self.rssm.deter_size).hot)
+            columns.append(OneHotColumns.of(state.stoch, self.rssm.deter_size))
             actions.append(action)
         actions.insert(0, th.zeros_like(actions[0]))  # no action led to the start state
         feat = th.stack(feats)  # (H + 1, N, F)
-        onehot = OneHotColumns(th.stack(hots), self.rssm.deter_size, self.rssm.stoch_classes)  # hot: (H + 1, N, S)
+        hot = th.stack([c.hot for c in columns])  # (H + 1, N, S)
+        onehot = OneHotColumns(hot, self.rssm.deter_size, self.rssm.stoch_classes)
         reward = self.reward_head(feat, onehot).squeeze(-1)
         first = gamma * (1.0 - start_is_terminal)[None]
         if self.discount_head is not None:
