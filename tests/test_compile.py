@@ -40,6 +40,26 @@ def test_compiled_update_equals_the_plain_one():
         th.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
+def test_compiled_world_model_gradients_equal_the_plain_ones():
+    """Gradients, not only parameters after a step: Adam's first step is lr * sign(gradient), blind to a wrong
+    gradient of the right sign."""
+    plain, compiled = _model(False), _model(True)
+    _fill(plain, compiled)
+    batch = plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
+    grads = []
+    for model in (plain, compiled):
+        th.manual_seed(1)
+        world_model = model.policy.world_model
+        world_model.zero_grad()
+        settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
+                    model.discount_scale, model.reward_transform)  # fmt: skip
+        model._world_model_fns().loss(batch, *settings).loss.backward()
+        grads.append({name: p.grad.clone() for name, p in world_model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        th.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def _state(model: DreamerV2) -> list[th.Tensor]:
     """Parameters and every optimiser state tensor."""
     policy = model.policy

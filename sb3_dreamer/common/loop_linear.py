@@ -72,7 +72,8 @@ class LoopLinear:
     """``x @ weight.T + bias`` at each of ``steps`` steps of a loop.
 
     Where no gradient is recorded for the weight (no grad mode, a frozen weight) or under ``torch.compile``
-    (which traces its own backward), it is plain ``F.linear``.
+    (which traces its own backward), it is plain ``F.linear``. The update compiles with ``BatchedWeightGrads``
+    (``compile_passes.py``), which makes the traced gradient the same single matmul.
 
     :param weight: (out, in), a parameter or a slice of one. :param steps: how many steps use it.
     :param bias: (out,) or None; its gradient is left to autograd (small).

@@ -1,7 +1,7 @@
 """Building blocks: MLPs, the LayerNorm GRU cell, the image/vector encoder and decoder."""
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch as th
 from torch import nn
@@ -28,7 +28,7 @@ class MLP(nn.Sequential):
             y = super().forward(y)
         else:
             first, *rest = self
-            y = onehot_linear(first, y, onehot)
+            y = onehot_linear(cast(nn.Linear, first), y, onehot)  # mlp() starts with a Linear
             for layer in rest:
                 y = layer(y)
         return y.reshape(*x.shape[:-1], y.shape[-1])

@@ -28,6 +28,7 @@ from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.checkpoint import capture_random_state, latest_checkpoint, restore_random_state
+from sb3_dreamer.common.compile_passes import update_compile_options
 from sb3_dreamer.common.cuda_graph import GraphedCall, GraphedUpdate, set_capturable, step_where_finite
 from sb3_dreamer.common.host_memory import keep_freed_memory
 from sb3_dreamer.common.safe_load import decode_space, encode_space, read_safe, write_spec
@@ -778,13 +779,13 @@ class DreamerV2(OffPolicyAlgorithm):
 
     def _world_model_fns(self) -> WorldModelFns:
         """The world model's ``loss`` and ``imagine``; with ``compile_model``, compiled as whole functions (their
-        recurrent loops unrolled and fused; ``fallback_random`` keeps eager's random numbers, the same samples).
+        recurrent loops unrolled and fused, with ``update_compile_options``).
         """
         world_model = self.policy.world_model
         if not self.compile_model:
             return WorldModelFns(world_model.loss, world_model.imagine)
         if self._compiled is None or self._compiled[0] is not world_model:
-            options: dict[str, str | int | bool | Callable[..., Any]] = {"fallback_random": True}
+            options = update_compile_options()
             fns = WorldModelFns(*(th.compile(fn, options=options) for fn in (world_model.loss, world_model.imagine)))
             self._compiled = (world_model, fns)
         return self._compiled[1]

@@ -1,0 +1,160 @@
+"""A ``torch.compile`` graph pass: the gradient of a weight used at every step of a loop, as one matmul.
+
+Under ``torch.compile`` the backward is traced, so ``LoopLinear``'s deferred gradient (an eager-mode device)
+does not apply: the traced backward computes, per weight and step, ``g_t^T x_t`` with ``K`` = batch rows (16
+at the ``atari`` size) and adds it into a running sum. Inductor turns each add into ``addmm(acc, ...)`` into a
+fresh buffer, which copies the sum first: for the GRU's ``(1800, 1200)`` weight over 50 steps, 49 copies and
+49 small matmuls, ~30 ms per update on a 2-core CPU.
+
+``BatchedWeightGrads`` rewrites such a sum, ``sum_t A_t @ B_t`` with the same ``(P, Q)`` output, as
+``cat(A_t, 1) @ cat(B_t, 0)``: the same products, one matmul (the order of the float additions differs). It
+runs after AOTAutograd and before inductor's own passes (``post_grad_custom_pre_pass``), on every graph of the
+compiled function, and leaves alone what does not match.
+"""
+
+from typing import Any, NamedTuple
+
+import torch as th
+from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+from torch.fx import Graph, Node
+
+aten = th.ops.aten
+
+# A product is batched when its inner dimension is at most this (a loop step's batch rows): above it a
+# matmul of its own is already efficient, and the concatenated copy would cost more than it saves.
+MAX_INNER = 64
+
+
+def _val(node: object) -> th.Tensor | None:
+    """The fake tensor a traced node carries (shape, dtype), if any."""
+    val = node.meta.get("val") if isinstance(node, Node) else None
+    return val if isinstance(val, th.Tensor) else None
+
+
+def _fake(arg: Any) -> Any:
+    return _val(arg) if isinstance(arg, Node) else arg
+
+
+def _call(graph: Graph, target: Any, *args: Any) -> Node:
+    """A new node ``target(*args)`` that carries its fake value, as traced nodes do."""
+    node = graph.call_function(target, args)
+    vals = [[_fake(x) for x in a] if isinstance(a, list) else _fake(a) for a in args]
+    tensors = [x for v in vals for x in (v if isinstance(v, list) else [v]) if isinstance(x, th.Tensor)]
+    with tensors[0].fake_mode:  # type: ignore[attr-defined]  # a FakeTensor's
+        node.meta["val"] = target(*vals)
+    return node
+
+
+def _transposed(node: Node) -> Node | None:
+    """The 2-D tensor that ``node`` is the transpose of, if it is one."""
+    if node.target == aten.permute.default and list(node.args[1]) == [1, 0]:  # type: ignore[arg-type]
+        return node.args[0]  # type: ignore[return-value]
+    return None
+
+
+class _Product(NamedTuple):
+    """A term ``a @ b`` of a sum (``transposed``: the term is ``(a @ b)^T``), and what batches it with others."""
+
+    a: Node
+    b: Node
+    transposed: bool
+    key: tuple
+
+
+def _small_product(node: Node) -> _Product | None:
+    """``node`` as a matmul (or its transpose) with a small inner dimension that nothing else reads."""
+    transposed = False
+    inner = _transposed(node)
+    if inner is not None and inner.target == aten.mm.default and len(inner.users) == 1:
+        node, transposed = inner, True
+    if node.target != aten.mm.default or len(node.users) != 1:
+        return None
+    a, b = node.args
+    a_val, b_val = _val(a), _val(b)
+    if a_val is None or b_val is None or a_val.dim() != 2 or a_val.shape[1] > MAX_INNER:
+        return None
+    key = (transposed, a_val.shape[0], b_val.shape[1], a_val.dtype, b_val.dtype, a_val.device)
+    return _Product(a, b, transposed, key)  # type: ignore[arg-type]
+
+
+def _sum_terms(root: Node) -> list[object]:
+    """The terms of the tree of ``add`` nodes under ``root``; an inner ``add`` with another user is a term."""
+    terms: list[object] = []
+    stack = list(root.args)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Node) and _is_plain_add(node) and len(node.users) == 1:
+            stack.extend(node.args)
+        else:
+            terms.append(node)
+    return terms
+
+
+def _is_plain_add(node: Node) -> bool:
+    return node.target == aten.add.Tensor and len(node.args) == 2 and not node.kwargs
+
+
+def _concat(graph: Graph, parts: list[Node], dim: int) -> Node:
+    """``cat(parts, dim)``; for transposed 2-D parts, the transpose of the other axis' cat (no copy of a transpose)."""
+    inner = [_transposed(p) for p in parts]
+    if all(x is not None for x in inner):
+        return _call(graph, aten.permute.default, _call(graph, aten.cat.default, inner, 1 - dim), [1, 0])
+    return _call(graph, aten.cat.default, parts, dim)
+
+
+def _batch_sum(graph: Graph, root: Node) -> bool:
+    """Rewrite the sum under ``root`` when two or more of its terms are small products of one kind."""
+    if not _is_plain_add(root) or any(_is_plain_add(user) for user in root.users) or _val(root) is None:
+        return False  # not the top of a sum
+    terms = _sum_terms(root)
+    groups: dict[tuple, list[tuple[Node, _Product]]] = {}
+    for term in terms:
+        product = _small_product(term) if isinstance(term, Node) and terms.count(term) == 1 else None
+        if isinstance(term, Node) and product is not None:
+            groups.setdefault(product.key, []).append((term, product))
+    groups = {key: group for key, group in groups.items() if len(group) >= 2}
+    if not groups:
+        return False
+    batched = {term for group in groups.values() for term, _ in group}
+    with graph.inserting_before(root):
+        total: Node | None = None
+        for group in groups.values():
+            a = _concat(graph, [product.a for _, product in group], 1)
+            b = _concat(graph, [product.b for _, product in group], 0)
+            node = _call(graph, aten.mm.default, a, b)
+            if group[0][1].transposed:
+                node = _call(graph, aten.permute.default, node, [1, 0])
+            total = node if total is None else _call(graph, aten.add.Tensor, total, node)
+        for term in terms:
+            if term not in batched:
+                total = _call(graph, aten.add.Tensor, total, term)
+    root.replace_all_uses_with(total)  # type: ignore[arg-type]
+    return True
+
+
+class BatchedWeightGrads(CustomGraphPass):
+    """For ``torch.compile(options={"post_grad_custom_pre_pass": BatchedWeightGrads()})``: every sum of two or
+    more matmuls ``A_t @ B_t`` of one output shape and inner dimension <= ``MAX_INNER`` becomes one matmul of
+    the concatenated factors (also where the terms are transposed products)."""
+
+    def __call__(self, graph: Graph) -> None:
+        roots = [node for node in graph.nodes if node.target == aten.add.Tensor]
+        rewritten = [_batch_sum(graph, root) for root in reversed(roots)]  # the last first: a sum's top
+        if any(rewritten):
+            graph.eliminate_dead_code()
+
+    def uuid(self) -> bytes:
+        return get_hash_for_files((__file__,))
+
+
+def update_compile_options() -> dict[str, Any]:
+    """Inductor's options for the update's compiled functions.
+
+    - ``fallback_random``: eager's random numbers, so the compiled update samples what the plain one does;
+    - ``inplace_buffers`` off: with it, torch 2.13's inductor wrote a wrong gradient for the posterior layer's
+      recurrent columns (``obs_out``) in ``RSSM.observe`` under a loss on the states and the KL logits, at
+      sizes from the ``debug`` preset's to 200 units (not at the ``atari`` size, and not seen in the world
+      model's whole loss); ``tests/test_compile_passes.py`` has the case;
+    - ``BatchedWeightGrads``: the loop weights' gradients as one matmul each.
+    """
+    return {"fallback_random": True, "inplace_buffers": False, "post_grad_custom_pre_pass": BatchedWeightGrads()}
