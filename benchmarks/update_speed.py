@@ -6,11 +6,15 @@ update's time if everything else cost nothing.
     python benchmarks/update_speed.py                        # atari, dmc_vision, classic; 2 threads
     python benchmarks/update_speed.py --presets classic --threads 1
     python benchmarks/update_speed.py --presets atari classic --peer-python /work/sheeprl_venv/bin/python
+    python benchmarks/update_speed.py --presets atari --updates 5 --compile-model --rounds 3 --peer-python ...
 
 With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
 same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the
 same number of threads, and reports our time as a fraction of theirs (the issue's target: at most 0.5): once as
 sheeprl ships, once with glibc's malloc set as our ``keep_host_memory`` (default) sets it, through its environment.
+``--rounds N`` alternates the three N times (ours, sheeprl, sheeprl with our setting, ours, ...) and reports each
+one's median, with every round listed: the machine drifts by 5-10 % over an invocation, and a ratio near 0.5
+should not depend on which side the drift fell.
 
 Writes ``benchmarks/results/update_speed.json``. Data are random (the cost of an update does not depend on
 them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; DMC: 64x64x3, 1-D Box).
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -136,14 +141,18 @@ def kernel_share(model: DreamerV2) -> dict:
             "matmul_and_conv_fraction": round(kernels / seconds, 3)}  # fmt: skip
 
 
-def measure(
-    preset: str, updates: int, device: str, mixed_precision: str = "no", compile_model: bool = False,
-    keep_host_memory: bool = True,
-) -> dict:  # fmt: skip
+def build(preset: str, device: str, mixed_precision: str = "no", compile_model: bool = False,
+          keep_host_memory: bool = True) -> DreamerV2:  # fmt: skip
+    """Our model at the preset's size, on an env with the preset's spaces."""
     policy, obs_space, act_space = DOMAINS[preset]
     env = SpacesEnv(obs_space, act_space)
-    model = DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision,
-                                  compile_model=compile_model, keep_host_memory=keep_host_memory)  # fmt: skip
+    return DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision,
+                                 compile_model=compile_model, keep_host_memory=keep_host_memory)  # fmt: skip
+
+
+def measure(model: DreamerV2, preset: str, updates: int, device: str) -> dict:
+    """Seconds per update (after two warm-up updates, the compilation with ``compile_model``), FLOPs, where
+    the time goes, ``predict``'s latency."""
     start = time.perf_counter()
     seconds = time_updates(model, device, warmup=2, updates=updates)
     warmup_s = time.perf_counter() - start - seconds * updates  # the compilation, with compile_model
@@ -154,9 +163,9 @@ def measure(
         share["matmul_and_conv_gflops"] = round(flops / 1e9 / share["matmul_and_conv_s"], 1)
     return {
         "preset": preset,
-        "mixed_precision": mixed_precision,
-        "compile_model": compile_model,
-        "keep_host_memory": keep_host_memory,
+        "mixed_precision": model.mixed_precision,
+        "compile_model": model.compile_model,
+        "keep_host_memory": model.keep_host_memory,
         "warmup_s": round(warmup_s, 1),
         "predict_ms_1_env": round(predict_latency_ms(model, 1), 2),
         "predict_ms_16_envs": round(predict_latency_ms(model, 16), 2),
@@ -194,6 +203,30 @@ def measure_peer(python: str, preset: str, threads: int, updates: int, mixed_pre
     return json.loads(out.strip().splitlines()[-1])
 
 
+def side_by_side(model: DreamerV2, first: float, preset: str, updates: int, args: argparse.Namespace) -> dict:
+    """Ours and sheeprl in alternating rounds (the first of ours already timed): the machine's drift over an
+    invocation (5-10 % here) reaches both. Each figure is the median over the rounds; every round is listed.
+
+    :param first: our seconds per update in the first round.
+    """
+    ours, peers = [first], {False: [], True: []}
+    for round_ in range(args.rounds):
+        if round_ > 0:
+            ours.append(time_updates(model, args.device, warmup=0, updates=updates))
+        for keep_memory in peers:
+            peer_updates = max(5, updates // 3)  # 3 gave sheeprl +-8 % between invocations at atari size
+            peer = measure_peer(args.peer_python, preset, args.threads, peer_updates, args.mixed_precision, keep_memory)
+            peers[keep_memory].append(peer["seconds_per_update"])
+    row = {"seconds_per_update": round(statistics.median(ours), 4), "rounds_seconds_per_update": [round(x, 4) for x in ours]}
+    for keep_memory, suffix in ((False, ""), (True, "_keep_memory")):
+        seconds = statistics.median(peers[keep_memory])
+        row[f"sheeprl_0.8.4{suffix}_seconds_per_update"] = round(seconds, 4)
+        row[f"rounds_sheeprl_0.8.4{suffix}_seconds_per_update"] = [round(x, 4) for x in peers[keep_memory]]
+        row[f"ours_over_sheeprl{suffix}"] = round(row["seconds_per_update"] / seconds, 3)
+    row["sheeprl_world_model_params"] = peer["world_model_params"]
+    return row
+
+
 def learn_speed(steps: int, compile_model: bool = False) -> dict:
     """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings (train_freq 10)."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
@@ -220,23 +253,22 @@ def main() -> None:
     parser.add_argument("--no-keep-host-memory", action="store_true", help=no_keep)
     parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
+    rounds = "with --peer-python: rounds of (ours, sheeprl, sheeprl with our malloc setting), medians reported"
+    parser.add_argument("--rounds", type=int, default=1, help=rounds)
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     peak = matmul_gflops()
     rows = []
     for preset in args.presets:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
-        row = measure(preset, updates, args.device, args.mixed_precision, args.compile_model, not args.no_keep_host_memory)
+        model = build(preset, args.device, args.mixed_precision, args.compile_model, not args.no_keep_host_memory)
+        row = measure(model, preset, updates, args.device)
+        if args.peer_python and preset in PEER_SIZES:
+            row.update(side_by_side(model, row["seconds_per_update"], preset, updates, args))
+            row["achieved_gflops"] = round(row["gflop_per_update"] / row["seconds_per_update"], 1)
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
         if "matmul_and_conv_gflops" in row:
             row["kernels_fraction_of_matmul_peak"] = round(row["matmul_and_conv_gflops"] / peak, 3)
-        if args.peer_python and preset in PEER_SIZES:
-            for keep_memory, suffix in ((False, ""), (True, "_keep_memory")):
-                peer_updates = max(5, updates // 3)  # 3 gave sheeprl +-8 % between invocations at atari size
-                peer = measure_peer(args.peer_python, preset, args.threads, peer_updates, args.mixed_precision, keep_memory)
-                row[f"sheeprl_0.8.4{suffix}_seconds_per_update"] = round(peer["seconds_per_update"], 4)
-                row[f"ours_over_sheeprl{suffix}"] = round(row["seconds_per_update"] / peer["seconds_per_update"], 3)
-            row["sheeprl_world_model_params"] = peer["world_model_params"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = {

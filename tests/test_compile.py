@@ -25,10 +25,15 @@ def _fill(*models: DreamerV2) -> None:
             model.replay_buffer.add(obs, obs, np.array([t % 3]), np.array([1.0], np.float32), done, infos)
 
 
-def test_compiled_update_equals_the_plain_one():
+def _plain_and_compiled():
+    """Two equal models, plain and with ``compile_model``, with the same replay, and a batch of it."""
     plain, compiled = _model(False), _model(True)
     _fill(plain, compiled)
-    batch = plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
+    return plain, compiled, plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
+
+
+def test_compiled_update_equals_the_plain_one():
+    plain, compiled, batch = _plain_and_compiled()
     results = []
     for model in (plain, compiled):
         th.manual_seed(1)
@@ -43,9 +48,7 @@ def test_compiled_update_equals_the_plain_one():
 def test_compiled_world_model_gradients_equal_the_plain_ones():
     """Gradients, not only parameters after a step: Adam's first step is lr * sign(gradient), blind to a wrong
     gradient of the right sign."""
-    plain, compiled = _model(False), _model(True)
-    _fill(plain, compiled)
-    batch = plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
+    plain, compiled, batch = _plain_and_compiled()
     grads = []
     for model in (plain, compiled):
         th.manual_seed(1)
