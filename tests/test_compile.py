@@ -10,8 +10,9 @@ from benchmarks.update_speed import SpacesEnv
 from sb3_dreamer import DreamerV2
 
 
-def _model(compile_model: bool) -> DreamerV2:
-    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), spaces.Discrete(3))
+def _model(compile_model: bool, continuous: bool = False) -> DreamerV2:
+    actions = spaces.Box(-1, 1, (2,), np.float32) if continuous else spaces.Discrete(3)
+    env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), actions)
     return DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0, compile_model=compile_model)
 
 
@@ -22,12 +23,14 @@ def _fill(*models: DreamerV2) -> None:
         done = np.array([t % 20 == 19])
         infos = [{"terminal_observation": obs[0]}] if done[0] else [{}]
         for model in models:
-            model.replay_buffer.add(obs, obs, np.array([t % 3]), np.array([1.0], np.float32), done, infos)
+            discrete = isinstance(model.action_space, spaces.Discrete)
+            action = np.array([t % 3]) if discrete else rng.uniform(-1, 1, (1, 2)).astype(np.float32)
+            model.replay_buffer.add(obs, obs, action, np.array([1.0], np.float32), done, infos)
 
 
-def _plain_and_compiled():
+def _plain_and_compiled(continuous: bool = False):
     """Two equal models, plain and with ``compile_model``, with the same replay, and a batch of it."""
-    plain, compiled = _model(False), _model(True)
+    plain, compiled = _model(False, continuous), _model(True, continuous)
     _fill(plain, compiled)
     return plain, compiled, plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
 
@@ -59,6 +62,24 @@ def test_compiled_world_model_gradients_equal_the_plain_ones():
         model._world_model_fns().loss(batch, *settings).loss.backward()
         grads.append({name: p.grad.clone() for name, p in world_model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        th.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compiled_imagination_gradients_equal_the_plain_ones():
+    """Continuous actions: the actor's gradient flows back through the compiled imagination (``dynamics``)."""
+    plain, compiled, batch = _plain_and_compiled(continuous=True)
+    grads = []
+    for model in (plain, compiled):
+        assert model._resolved_actor_grad() == "dynamics"
+        th.manual_seed(1)
+        settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
+                    model.discount_scale, model.reward_transform)  # fmt: skip
+        post = model._world_model_fns().loss(batch, *settings).post
+        behavior = model.behavior_loss(post, batch.is_terminal)
+        model.policy.actor.zero_grad()
+        behavior.actor_loss.backward()
+        grads.append({name: p.grad.clone() for name, p in model.policy.actor.named_parameters()})
     for name, grad in grads[0].items():
         th.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
