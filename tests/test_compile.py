@@ -35,6 +35,13 @@ def _plain_and_compiled(continuous: bool = False):
     return plain, compiled, plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
 
 
+def _world_model_loss(model: DreamerV2, batch):
+    """The world model's loss on ``batch`` with the model's settings, as ``update`` computes it."""
+    settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
+                model.discount_scale, model.reward_transform)  # fmt: skip
+    return model._world_model_fns().loss(batch, *settings)
+
+
 def test_compiled_update_equals_the_plain_one():
     plain, compiled, batch = _plain_and_compiled()
     results = []
@@ -57,9 +64,7 @@ def test_compiled_world_model_gradients_equal_the_plain_ones():
         th.manual_seed(1)
         world_model = model.policy.world_model
         world_model.zero_grad()
-        settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
-                    model.discount_scale, model.reward_transform)  # fmt: skip
-        model._world_model_fns().loss(batch, *settings).loss.backward()
+        _world_model_loss(model, batch).loss.backward()
         grads.append({name: p.grad.clone() for name, p in world_model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     for name, grad in grads[0].items():
@@ -73,9 +78,7 @@ def test_compiled_imagination_gradients_equal_the_plain_ones():
     for model in (plain, compiled):
         assert model._resolved_actor_grad() == "dynamics"
         th.manual_seed(1)
-        settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
-                    model.discount_scale, model.reward_transform)  # fmt: skip
-        post = model._world_model_fns().loss(batch, *settings).post
+        post = _world_model_loss(model, batch).post
         behavior = model.behavior_loss(post, batch.is_terminal)
         model.policy.actor.zero_grad()
         behavior.actor_loss.backward()
