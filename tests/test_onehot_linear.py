@@ -114,3 +114,23 @@ def test_imagination_heads_equal_the_plain_heads_on_its_features(discrete: bool)
         th.testing.assert_close(traj.reward, model.reward_head(traj.feat).squeeze(-1))
         th.testing.assert_close(traj.discount[1:], 0.99 * th.sigmoid(model.discount_head(traj.feat[1:]).squeeze(-1)))
         th.testing.assert_close(traj.actor_out, actor.net(traj.feat[:-1]))
+
+
+@pytest.mark.parametrize("grad_enabled", [False, True])
+def test_the_last_actor_output_records_a_gradient_only_with_autograd_on(grad_enabled: bool):
+    """The actor loss reads the outputs of states 0..H-2; the last one reaches it only through the dynamics
+    (``dynamics`` mode, autograd on), so under ``no_grad`` (``reinforce``) it has no graph."""
+    th.manual_seed(0)
+    model = WorldModel({"state": (5,)}, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
+                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=False)  # fmt: skip
+    actor = Actor(model.rssm.feat_size, 3, True, layers=2, units=16, norm="none", min_std=0.1)
+    start = RSSMState(th.randn(8, 16), _onehot(8).detach(), th.zeros(8, 4, 5))
+    with th.set_grad_enabled(grad_enabled):
+        traj = model.imagine(actor, start, th.zeros(8), horizon=4, gamma=0.99)
+
+    def actor_grad_norm(out: th.Tensor) -> float:
+        grads = th.autograd.grad(out.sum(), list(actor.parameters()), retain_graph=True)
+        return sum(g.abs().sum().item() for g in grads)
+
+    assert actor_grad_norm(traj.actor_out[-2]) > 0
+    assert (actor_grad_norm(traj.actor_out[-1]) > 0) == grad_enabled

@@ -68,7 +68,7 @@ class Imagination(NamedTuple):
     reward: th.Tensor  # (H + 1, N)
     discount: th.Tensor  # (H + 1, N) gamma * P(continue)
     weight: th.Tensor  # (H + 1, N) cumulative product of the shifted discounts
-    actor_out: th.Tensor  # (H, N, A or 2A) the actor's outputs in states 0..H-1, with gradients for the actor
+    actor_out: th.Tensor  # (H, N, A or 2A) the actor's outputs in states 0..H-1, with gradients for the actor (see imagine)
     onehot: OneHotColumns  # where feat's latent is (hot: (H + 1, N, S)), for the layers that read feat
 
 

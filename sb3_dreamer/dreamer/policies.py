@@ -19,6 +19,7 @@ from torch import nn
 from sb3_dreamer.common.distributions import OneHotST, TruncNormal
 from sb3_dreamer.common.networks import Decoder, Encoder, Norm, VectorObsNorm, mlp, preprocess_obs, split_keys
 from sb3_dreamer.common.onehot_linear import OneHotColumns
+from sb3_dreamer.common.optim import AdamW
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import Imagination, ObsDict, RSSMState, SequenceBatch, WorldModelLoss
 from sb3_dreamer.dreamer.losses import kl_balance
@@ -215,8 +216,10 @@ class WorldModel(nn.Module):
     def imagine(self, actor: Actor, start: RSSMState, start_is_terminal: th.Tensor, horizon: int, gamma: float) -> Imagination:
         """Roll the prior forward from ``start`` with actions sampled from ``actor``.
 
-        The actor's outputs always record gradients for the actor (its input is detached), also where the
-        rest runs without autograd: the actor loss uses them instead of running the actor again. Every state's
+        The actor's outputs record gradients for the actor (its input is detached), also where the rest runs
+        without autograd: the actor loss uses them instead of running the actor again. It reads those of states
+        ``0 .. H - 2``; the last one's reaches the loss only through the dynamics, so it records a gradient only
+        where autograd is on (``dynamics`` and ``both``). Every state's
         latent is an exact one-hot sample, so the layers that read the features sum weight columns for it
         (``onehot_linear``).
 
@@ -227,8 +230,9 @@ class WorldModel(nn.Module):
         feats = [start.feat()]
         columns = [OneHotColumns.of(start.stoch, self.rssm.deter_size)]  # feat is (deter, stoch)
         actions, actor_outs = [], []
-        for _ in range(horizon):
-            with th.enable_grad():
+        grad = th.is_grad_enabled()
+        for t in range(horizon):
+            with th.set_grad_enabled(grad or t < horizon - 1):
                 actor_outs.append(actor.net(feats[-1].detach(), columns[-1]))
             action = actor.dist(actor_outs[-1]).sample()
             state = self.rssm.img_step(state, action, stoch_hot=columns[-1].hot)
@@ -352,11 +356,11 @@ class DreamerPolicy(BasePolicy):
         self.critic_optimizer = self._adam(self.critic, opt["critic_lr"], opt["adam_eps"], opt["weight_decay"])
 
     @staticmethod
-    def _adam(module: nn.Module, lr: float, eps: float, weight_decay: float) -> th.optim.AdamW:
+    def _adam(module: nn.Module, lr: float, eps: float, weight_decay: float) -> AdamW:
         # AdamW decays by lr * wd per step; the reference decays by wd per step. lr = 0 (rl-zoo3's enjoy loads
         # models with learning_rate 0) means no update at all, decay included.
         decay = weight_decay / lr if lr > 0 else 0.0
-        return th.optim.AdamW(module.parameters(), lr=lr, eps=eps, weight_decay=decay, foreach=True)
+        return AdamW(module.parameters(), lr=lr, eps=eps, weight_decay=decay, foreach=True)
 
     def _check_spaces(self, observation_space: spaces.Space) -> None:
         """Hook for the aliases to reject observation spaces they are not meant for."""
