@@ -785,7 +785,7 @@ class DreamerV2(OffPolicyAlgorithm):
         if not self.compile_model:
             return WorldModelFns(world_model.loss, world_model.imagine)
         if self._compiled is None or self._compiled[0] is not world_model:
-            options = update_compile_options()
+            options = update_compile_options(self.device)
             fns = WorldModelFns(*(th.compile(fn, options=options) for fn in (world_model.loss, world_model.imagine)))
             self._compiled = (world_model, fns)
         return self._compiled[1]
