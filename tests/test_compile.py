@@ -39,7 +39,7 @@ def _world_model_loss(model: DreamerV2, batch):
     """The world model's loss on ``batch`` with the model's settings, as ``update`` computes it."""
     settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
                 model.discount_scale, model.reward_transform)  # fmt: skip
-    return model._world_model_fns().loss(batch, *settings)
+    return model._update_fns().loss(batch, *settings)
 
 
 def test_compiled_update_equals_the_plain_one():

@@ -49,11 +49,13 @@ from sb3_dreamer.dreamer.policies import (
 from sb3_dreamer.dreamer.presets import PRESETS
 
 
-class WorldModelFns(NamedTuple):
-    """The world model's two whole functions an update calls (compiled with ``compile_model``)."""
+class UpdateFns(NamedTuple):
+    """The whole functions an update calls (compiled with ``compile_model``)."""
 
-    loss: Callable[..., Any]
-    imagine: Callable[..., Any]
+    loss: Callable[..., Any]  # the world model's ``loss``
+    imagine: Callable[..., Any]  # the world model's ``imagine``
+    critic: Callable[..., Any]  # the critic's ``forward``
+    slow_critic: Callable[..., Any]  # the slow critic's ``forward``
 
 
 SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
@@ -393,7 +395,7 @@ class DreamerV2(OffPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **{**self._policy_arguments(), **self.policy_kwargs}
         )
         self.policy = self.policy.to(self.device)
-        self._compiled: tuple[nn.Module, WorldModelFns] | None = None  # (the world model they compile, fns)
+        self._compiled: tuple[tuple[nn.Module, ...], UpdateFns] | None = None  # (the modules they compile, fns)
         self._convert_train_freq()
         # fp16's loss scale starts at 1, not PyTorch's 65536: the image loss sums over pixels, so the decoder's
         # gradients overflow fp16 at scales above ~16 (the default would skip the first ~13 updates).
@@ -750,9 +752,9 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_grad = self._resolved_actor_grad()
         grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
         with grad_mode, self._autocast():
-            imagine = self._world_model_fns().imagine
-            traj = imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
-            value = policy.slow_critic(traj.feat, traj.onehot).squeeze(-1).float()  # (H + 1, N)
+            fns = self._update_fns()
+            traj = fns.imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
+            value = fns.slow_critic(traj.feat, traj.onehot).squeeze(-1).float()  # (H + 1, N)
             target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
         with self._autocast():
             # Actions:   0   [a1]  [a2]   a3      the action at index t + 1 is taken in state t
@@ -763,7 +765,7 @@ class DreamerV2(OffPolicyAlgorithm):
             objective = actor_objective(log_prob, target[1:], value[:-2], actor_grad, self.actor_grad_mix)
             entropy = dist.entropy()
             a_loss = actor_loss(objective, entropy, traj.weight[:-2], self.actor_entropy)
-            critic_value = policy.critic(traj.feat[:-1].detach(), traj.onehot.at(slice(None, -1))).squeeze(-1).float()
+            critic_value = fns.critic(traj.feat[:-1].detach(), traj.onehot.at(slice(None, -1))).squeeze(-1).float()
             c_loss = critic_loss(critic_value, target, traj.weight[:-1])
         metrics = {
             "actor_loss": a_loss.detach(),
@@ -777,17 +779,20 @@ class DreamerV2(OffPolicyAlgorithm):
         }
         return BehaviorLoss(a_loss, c_loss, metrics)
 
-    def _world_model_fns(self) -> WorldModelFns:
-        """The world model's ``loss`` and ``imagine``; with ``compile_model``, compiled as whole functions (their
-        recurrent loops unrolled and fused, with ``update_compile_options``).
+    def _update_fns(self) -> UpdateFns:
+        """The world model's ``loss`` and ``imagine``, the critic's and the slow critic's ``forward``; with
+        ``compile_model``, compiled as whole functions (their recurrent loops unrolled and fused, with
+        ``update_compile_options``). Compiling the two critics too (their bias and ELU passes fused): 65 ms less
+        per ``atari`` update on a 2-core CPU (in-process A/B, 14 updates each).
         """
-        world_model = self.policy.world_model
+        policy = self.policy
+        world_model, critic, slow_critic = modules = (policy.world_model, policy.critic, policy.slow_critic)
+        fns = UpdateFns(world_model.loss, world_model.imagine, critic.forward, slow_critic.forward)
         if not self.compile_model:
-            return WorldModelFns(world_model.loss, world_model.imagine)
-        if self._compiled is None or self._compiled[0] is not world_model:
+            return fns
+        if self._compiled is None or any(a is not b for a, b in zip(self._compiled[0], modules)):
             options = update_compile_options(self.device)
-            fns = WorldModelFns(*(th.compile(fn, options=options) for fn in (world_model.loss, world_model.imagine)))
-            self._compiled = (world_model, fns)
+            self._compiled = (modules, UpdateFns(*(th.compile(fn, options=options) for fn in fns)))
         return self._compiled[1]
 
     def _graph_key(self) -> tuple:
@@ -809,7 +814,7 @@ class DreamerV2(OffPolicyAlgorithm):
         """
         policy = self.policy
         with self._autocast():
-            model = self._world_model_fns().loss(
+            model = self._update_fns().loss(
                 batch, self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg,
                 self.reward_scale, self.discount_scale, self.reward_transform,
             )  # fmt: skip
