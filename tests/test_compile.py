@@ -72,7 +72,8 @@ def test_compiled_world_model_gradients_equal_the_plain_ones():
 
 
 def test_compiled_imagination_gradients_equal_the_plain_ones():
-    """Continuous actions: the actor's gradient flows back through the compiled imagination (``dynamics``)."""
+    """Continuous actions: the actor's gradient flows back through the compiled imagination and slow critic
+    (``dynamics``); the compiled critic's gradient too."""
     plain, compiled, batch = _plain_and_compiled(continuous=True)
     grads = []
     for model in (plain, compiled):
@@ -81,8 +82,10 @@ def test_compiled_imagination_gradients_equal_the_plain_ones():
         post = _world_model_loss(model, batch).post
         behavior = model.behavior_loss(post, batch.is_terminal)
         model.policy.actor.zero_grad()
-        behavior.actor_loss.backward()
-        grads.append({name: p.grad.clone() for name, p in model.policy.actor.named_parameters()})
+        model.policy.critic.zero_grad()
+        (behavior.actor_loss + behavior.critic_loss).backward()
+        modules = {"actor": model.policy.actor, "critic": model.policy.critic}
+        grads.append({f"{k}.{name}": p.grad.clone() for k, m in modules.items() for name, p in m.named_parameters()})
     for name, grad in grads[0].items():
         th.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
