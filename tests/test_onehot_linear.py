@@ -134,3 +134,56 @@ def test_the_last_actor_output_records_a_gradient_only_with_autograd_on(grad_ena
 
     assert actor_grad_norm(traj.actor_out[-2]) > 0
     assert (actor_grad_norm(traj.actor_out[-1]) > 0) == grad_enabled
+
+
+def test_world_model_heads_on_the_posterior_equal_the_plain_heads():
+    """The world model's loss runs its decoder, reward and discount heads through ``onehot_linear`` on the
+    posterior features (straight-through samples): the same outputs, the same gradients for every parameter and
+    for the posterior logits, as the plain heads."""
+    th.manual_seed(0)
+    shapes = {"image": (1, 64, 64), "state": (5,)}
+    model = WorldModel(shapes, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
+                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
+    logits = th.randn(3, 2, 4, 5, requires_grad=True)
+    deter = th.randn(3, 2, 16, requires_grad=True)
+
+    def outputs(fast: bool) -> list[th.Tensor]:
+        th.manual_seed(1)
+        post = RSSMState(deter, OneHotST(logits).sample(), logits)  # the same sample on both sides
+        columns = OneHotColumns.of(post.stoch, model.rssm.deter_size) if fast else None
+        feat = post.feat()
+        decoded = model.decoder(feat, columns)
+        return [decoded["image"], decoded["state"], model.reward_head(feat, columns), model.discount_head(feat, columns)]
+
+    def grads(values: list[th.Tensor]) -> list[th.Tensor]:
+        loss = sum((v * th.randn(v.shape, generator=th.Generator().manual_seed(i))).sum() for i, v in enumerate(values))
+        return list(th.autograd.grad(loss, [logits, deter, *model.parameters()], allow_unused=True))
+
+    fast, plain = outputs(True), outputs(False)
+    for a, b in zip(fast, plain):
+        th.testing.assert_close(a, b)
+    for a, b in zip(grads(fast), grads(plain)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            th.testing.assert_close(a, b)
+
+
+def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_discount():
+    """The behavior loss imagines with ``last_heads=False``: the lambda-returns never read the last state's reward
+    and discount, so they are not predicted; everything else is what the full imagination gives."""
+    model = WorldModel({"state": (5,)}, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
+                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
+    actor = Actor(model.rssm.feat_size, 3, True, layers=2, units=16, norm="none", min_std=0.1)
+    start = RSSMState(th.randn(8, 16), _onehot(8).detach(), th.zeros(8, 4, 5))
+    terminal = (th.arange(8) % 3 == 0).float()
+    with th.no_grad():
+        th.manual_seed(0)
+        full = model.imagine(actor, start, terminal, horizon=5, gamma=0.99)
+        th.manual_seed(0)
+        short = model.imagine(actor, start, terminal, horizon=5, gamma=0.99, last_heads=False)
+    assert full.reward.shape == full.discount.shape == (6, 8)
+    assert short.reward.shape == short.discount.shape == (5, 8)
+    th.testing.assert_close(short.reward, full.reward[:-1])
+    th.testing.assert_close(short.discount, full.discount[:-1])
+    for name in ("feat", "action", "weight", "actor_out"):
+        th.testing.assert_close(getattr(short, name), getattr(full, name))

@@ -23,11 +23,14 @@ class OneHotST:
 
     def sample(self) -> th.Tensor:
         """:return: (..., K) one-hot sample carrying straight-through gradients."""
-        # Inverse-CDF sampling: one uniform per variable (th.multinomial draws one exponential per class).
+        # Inverse-CDF sampling: one uniform per variable (th.multinomial draws one exponential per class). The
+        # class is the first whose cumulative probability reaches the uniform (the last where rounding leaves the
+        # total below it): the count of those below it, which torch.compile fuses with the one-hot.
         probs = self.probs.detach()
+        classes = probs.shape[-1]
         uniform = th.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
-        index = th.searchsorted(probs.cumsum(-1), uniform).clamp_max_(probs.shape[-1] - 1)  # (..., 1)
-        onehot = th.zeros_like(probs).scatter_(-1, index, 1.0)
+        index = (probs.cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_max_(classes - 1)  # (..., 1)
+        onehot = (index == th.arange(classes, device=probs.device)).to(probs.dtype)
         return onehot + (self.probs - probs) if self.probs.requires_grad else onehot
 
     def mode(self) -> th.Tensor:

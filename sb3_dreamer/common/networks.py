@@ -448,15 +448,19 @@ class Decoder(nn.Module):
             out_dim = sum(shapes[k][0] for k in self.vector_keys)
             self.mlp = mlp(feat_size, out_dim, mlp_layers, mlp_units, norm)
 
-    def forward(self, feat: th.Tensor) -> ObsDict:
-        """:param feat: (*lead, F). :return: key -> (*lead, *shape) means."""
+    def forward(self, feat: th.Tensor, onehot: OneHotColumns | None = None) -> ObsDict:
+        """:param feat: (*lead, F). :param onehot: where ``feat`` holds one-hot groups (``hot``: (*lead, S)), for
+        the first layers (``onehot_linear``). :return: key -> (*lead, *shape) means."""
         lead = feat.shape[:-1]
         out: ObsDict = {}
         if self.cnn is not None:
-            x = self.cnn(feat.reshape(-1, feat.shape[-1]))
+            first, *rest = self.cnn  # a Linear, then the reshape and the transposed convolutions
+            x = onehot_linear(cast(nn.Linear, first), feat.reshape(-1, feat.shape[-1]), onehot)
+            for layer in rest:
+                x = layer(x)
             x = x.reshape(*lead, *x.shape[1:])
             out.update(zip(self.image_keys, x.split([self.shapes[k][0] for k in self.image_keys], -3)))
         if self.mlp is not None:
-            x = self.mlp(feat)
+            x = self.mlp(feat, onehot)
             out.update(zip(self.vector_keys, x.split([self.shapes[k][0] for k in self.vector_keys], -1)))
         return out

@@ -3,9 +3,11 @@
 A feature ``(deter, stoch)`` has ``S * K = 1024`` one-hot columns and 600 dense ones at the ``atari`` size. Its
 product with a weight is, in those columns, a sum of ``S`` weight columns: the column of each group's one. The
 layers that read the imagined features (the actor's, critic's, slow critic's, reward and discount heads' first
-layers and the RSSM's ``img_in``, 12,000-12,800 rows each) sum them with ``embedding_bag`` instead of multiplying
-by the zeros, and multiply the dense columns as usual. The result is the same up to the order of float additions.
-On a 2-core CPU, at 12,000 rows and 400 outputs, the one-hot part takes ~5 ms against ~31 ms as a matmul.
+layers and the RSSM's ``img_in``, 12,000-12,800 rows each) and the posterior features of the world model's loss
+(the decoder's, reward and discount heads' first layers, 800 rows; its latents are straight-through samples,
+exactly one-hot in value) sum them with ``embedding_bag`` instead of multiplying by the zeros, and multiply the
+dense columns as usual. The result is the same up to the order of float additions. On a 2-core CPU, at 12,000
+rows and 400 outputs, the one-hot part takes ~5 ms against ~31 ms as a matmul.
 
 The gradients are ``nn.Linear``'s (the weight's is ``G^T x``, with the dense input), so the layer is the same
 function under autograd. Used on CPUs without autocast (eager or under ``torch.compile``), where it was measured; on

@@ -65,8 +65,8 @@ class Imagination(NamedTuple):
 
     feat: th.Tensor  # (H + 1, N, F)
     action: th.Tensor  # (H + 1, N, A); action[0] is zeros, action[t] led to state t
-    reward: th.Tensor  # (H + 1, N)
-    discount: th.Tensor  # (H + 1, N) gamma * P(continue)
+    reward: th.Tensor  # (H + 1, N), or (H, N) without the last state's (``imagine``'s ``last_heads``)
+    discount: th.Tensor  # (H + 1, N) gamma * P(continue), or (H, N) as ``reward``
     weight: th.Tensor  # (H + 1, N) cumulative product of the shifted discounts
     actor_out: th.Tensor  # (H, N, A or 2A) the actor's outputs in states 0..H-1, with gradients for the actor (see imagine)
     onehot: OneHotColumns  # where feat's latent is (hot: (H + 1, N, S)), for the layers that read feat

@@ -753,9 +753,10 @@ class DreamerV2(OffPolicyAlgorithm):
         grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
         with grad_mode, self._autocast():
             fns = self._update_fns()
-            traj = fns.imagine(policy.actor, start, is_terminal.flatten(), self.imagination_horizon, self.gamma)
+            horizon = self.imagination_horizon
+            traj = fns.imagine(policy.actor, start, is_terminal.flatten(), horizon, self.gamma, last_heads=False)
             value = fns.slow_critic(traj.feat, traj.onehot).squeeze(-1).float()  # (H + 1, N)
-            target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], self.return_lambda)
+            target = lambda_return(traj.reward, value[:-1], traj.discount, value[-1], self.return_lambda)  # (H, N)
         with self._autocast():
             # Actions:   0   [a1]  [a2]   a3      the action at index t + 1 is taken in state t
             # States:   [z0]->[z1]->[z2]-> z3

@@ -189,15 +189,16 @@ class WorldModel(nn.Module):
         post, prior_logits = self.rssm.observe(embed, batch.action, batch.is_first)
         kl_loss, kl_value = kl_balance(post.logits, prior_logits, kl_balance_, kl_free, kl_free_avg)
         feat = post.feat()  # (T, B, F)
+        onehot = OneHotColumns.of(post.stoch, self.rssm.deter_size)  # posterior samples are exactly one-hot
         metrics: dict[str, th.Tensor] = {"kl": kl_value.mean()}
         loss = kl_scale * kl_loss
-        for key, mean in self.decoder(feat).items():
+        for key, mean in self.decoder(feat, onehot).items():
             sum_dims = tuple(range(2, mean.dim()))
             recon = (0.5 * (mean - obs[key]) ** 2).sum(sum_dims).mean()
             metrics[f"{key}_loss"] = recon
             loss = loss + recon
         reward_target = _REWARD_TRANSFORMS[reward_transform](batch.reward)
-        reward_pred = self.reward_head(feat).squeeze(-1)
+        reward_pred = self.reward_head(feat, onehot).squeeze(-1)
         reward_loss = (0.5 * (reward_pred - reward_target) ** 2).mean()
         loss = loss + reward_scale * reward_loss
         metrics.update(kl_loss=kl_loss, reward_loss=reward_loss)
@@ -205,7 +206,7 @@ class WorldModel(nn.Module):
             metrics.update(post_entropy=latent_entropy(post.logits), prior_entropy=latent_entropy(prior_logits))
             metrics["reward_mae"] = (reward_pred - reward_target).abs().mean()
         if self.discount_head is not None:
-            cont_logits = self.discount_head(feat).squeeze(-1)
+            cont_logits = self.discount_head(feat, onehot).squeeze(-1)
             discount_loss = F.binary_cross_entropy_with_logits(cont_logits, 1.0 - batch.is_terminal)
             loss = loss + discount_scale * discount_loss
             metrics["discount_loss"] = discount_loss
@@ -213,7 +214,9 @@ class WorldModel(nn.Module):
         metrics["model_loss"] = loss
         return WorldModelLoss(loss, post, metrics)
 
-    def imagine(self, actor: Actor, start: RSSMState, start_is_terminal: th.Tensor, horizon: int, gamma: float) -> Imagination:
+    def imagine(
+        self, actor: Actor, start: RSSMState, start_is_terminal: th.Tensor, horizon: int, gamma: float, last_heads: bool = True
+    ) -> Imagination:
         """Roll the prior forward from ``start`` with actions sampled from ``actor``.
 
         The actor's outputs record gradients for the actor (its input is detached), also where the rest runs
@@ -224,7 +227,8 @@ class WorldModel(nn.Module):
         (``onehot_linear``).
 
         :param start: (N, ...) posterior states (sampled). :param start_is_terminal: (N,) their true termination
-            flags. :return: a trajectory of ``horizon + 1`` states, the start included.
+            flags. :param last_heads: also predict the last state's reward and discount (the lambda-returns do not
+            read them). :return: a trajectory of ``horizon + 1`` states, the start included.
         """
         state = start
         feats = [start.feat()]
@@ -243,15 +247,16 @@ class WorldModel(nn.Module):
         feat = th.stack(feats)  # (H + 1, N, F)
         hot = th.stack([c.hot for c in columns])  # (H + 1, N, S)
         onehot = OneHotColumns(hot, self.rssm.deter_size, self.rssm.stoch_classes)
-        reward = self.reward_head(feat, onehot).squeeze(-1)
+        end = horizon + 1 if last_heads else horizon  # the states whose reward and discount are predicted
+        reward = self.reward_head(feat[:end], onehot.at(slice(end))).squeeze(-1)
         first = gamma * (1.0 - start_is_terminal)[None]
         if self.discount_head is not None:
-            cont_logits = self.discount_head(feat[1:], onehot.at(slice(1, None))).squeeze(-1)
+            cont_logits = self.discount_head(feat[1:end], onehot.at(slice(1, end))).squeeze(-1)
             discount = th.cat([first, gamma * th.sigmoid(cont_logits)], 0)
         else:
             discount = th.cat([first, th.full_like(reward[1:], gamma)], 0)
         # discount[t] says whether state t + 1 is valid, so the weight of state t uses discounts before t.
-        weight = th.cumprod(th.cat([th.ones_like(discount[:1]), discount[:-1]], 0), 0).detach()
+        weight = th.cumprod(th.cat([th.ones_like(discount[:1]), discount[:horizon]], 0), 0).detach()
         with th.enable_grad():
             actor_out = th.stack(actor_outs)  # (H, N, A or 2A)
         return Imagination(feat, th.stack(actions), reward, discount, weight, actor_out, onehot)
