@@ -6,7 +6,7 @@ import torch as th
 
 from sb3_dreamer.common.distributions import OneHotST
 from sb3_dreamer.common.networks import mlp
-from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_linear
+from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_columns_grad, onehot_linear
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import RSSMState
 from sb3_dreamer.dreamer.policies import Actor, WorldModel
@@ -187,3 +187,17 @@ def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_disco
     th.testing.assert_close(short.discount, full.discount[:-1])
     for name in ("feat", "action", "weight", "actor_out"):
         th.testing.assert_close(getattr(short, name), getattr(full, name))
+
+
+@pytest.mark.parametrize("rows", [1, 37])
+def test_onehot_columns_grad_is_the_dense_product(rows: int):
+    """The weight's gradient in the one-hot columns, a sparse product, equals ``grad^T @ x`` with the dense ``x``;
+    also as ``torch.compile`` calls it."""
+    groups, classes, out = 4, 5, 7
+    index = th.randint(0, classes, (rows, groups), generator=th.Generator().manual_seed(rows)) + th.arange(groups) * classes
+    x = th.zeros(rows, groups * classes).scatter_(1, index, 1.0)
+    grad = th.randn(rows, out)
+    expected = grad.t() @ x
+    th.testing.assert_close(onehot_columns_grad(grad, index, groups * classes), expected)
+    compiled = th.compile(lambda g, i: onehot_columns_grad(g, i, groups * classes) * 2, fullgraph=True)
+    th.testing.assert_close(compiled(grad, index), expected * 2)

@@ -9,11 +9,14 @@ exactly one-hot in value) sum them with ``embedding_bag`` instead of multiplying
 dense columns as usual. The result is the same up to the order of float additions. On a 2-core CPU, at 12,000
 rows and 400 outputs, the one-hot part takes ~5 ms against ~31 ms as a matmul.
 
-The gradients are ``nn.Linear``'s (the weight's is ``G^T x``, with the dense input), so the layer is the same
-function under autograd. Used on CPUs without autocast (eager or under ``torch.compile``), where it was measured; on
-GPUs and under autocast it is plain ``F.linear``.
+The gradients are ``nn.Linear``'s, so the layer is the same function under autograd. The weight's gradient
+``G^T x`` is, in the one-hot columns, a sum of ``G``'s rows per column: a sparse product (MKL's, through a CSR
+matrix of the ones, ``onehot_columns_grad``), ~2.4x faster than the dense matmul at 12,000 rows (21.5 against
+52.2 ms on a 2-core CPU, 400 outputs). Used on CPUs without autocast (eager or under ``torch.compile``), where it
+was measured; on GPUs and under autocast it is plain ``F.linear``.
 """
 
+import warnings
 from typing import Any, NamedTuple
 
 import torch as th
@@ -46,6 +49,29 @@ class OneHotColumns(NamedTuple):
         return OneHotColumns(self.hot[item], self.start, self.classes)
 
 
+@th.library.custom_op("sb3_dreamer::onehot_columns_grad", mutates_args=())
+def onehot_columns_grad(grad: th.Tensor, index: th.Tensor, width: int) -> th.Tensor:
+    """``grad^T @ x`` for an ``x`` of ``width`` columns with ones at ``index`` and zeros elsewhere: each column's
+    sum of the rows of ``grad`` that have a one there. One sparse product (CSR, one row per row of ``x``); an op
+    that ``torch.compile`` calls as it is (its graphs do not hold sparse tensors).
+
+    :param grad: (N, out). :param index: (N, S) the column of each of a row's S ones, in ``0 .. width``.
+    :return: (out, width).
+    """
+    n, groups = index.shape
+    crow = th.arange(0, n * groups + 1, groups, device=index.device)
+    ones = grad.new_ones(n * groups)
+    with warnings.catch_warnings():  # torch's one-time notice that its CSR tensors are a beta feature
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
+        x = th.sparse_csr_tensor(crow, index.reshape(-1), ones, (n, width), check_invariants=False)
+    return (x.t() @ grad).t().contiguous()
+
+
+@onehot_columns_grad.register_fake
+def _(grad: th.Tensor, index: th.Tensor, width: int) -> th.Tensor:
+    return grad.new_empty(grad.shape[1], width)
+
+
 class _OneHotLinear(th.autograd.Function):
     """``x @ weight.T + bias`` for a 2-D ``x`` whose columns ``start .. end`` are one-hot (``index``, offset into them)."""
 
@@ -53,8 +79,8 @@ class _OneHotLinear(th.autograd.Function):
     def forward(
         ctx: Any, x: th.Tensor, index: th.Tensor, start: int, end: int, weight: th.Tensor, bias: th.Tensor | None
     ) -> th.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, index, weight)
+        ctx.has_bias, ctx.start, ctx.end = bias is not None, start, end
         y = F.embedding_bag(index, weight[:, start:end].t().contiguous(), mode="sum")  # (N, out)
         for lo, hi in ((0, start), (end, x.shape[1])):  # the dense columns
             if hi > lo:
@@ -63,11 +89,20 @@ class _OneHotLinear(th.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: th.Tensor) -> tuple[th.Tensor | None, None, None, None, th.Tensor | None, th.Tensor | None]:
-        x, weight = ctx.saved_tensors
+        x, index, weight = ctx.saved_tensors
         x_grad = grad @ weight if ctx.needs_input_grad[0] else None
-        weight_grad = grad.t() @ x if ctx.needs_input_grad[4] else None
+        weight_grad = _weight_grad(grad, x, index, ctx.start, ctx.end) if ctx.needs_input_grad[4] else None
         bias_grad = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[5] else None
         return x_grad, None, None, None, weight_grad, bias_grad
+
+
+def _weight_grad(grad: th.Tensor, x: th.Tensor, index: th.Tensor, start: int, end: int) -> th.Tensor:
+    """``grad^T @ x`` (out, in): the one-hot columns ``start .. end`` as a sparse product, the others dense."""
+    parts = [grad.t() @ x[:, :start]] if start > 0 else []
+    parts.append(onehot_columns_grad(grad, index, end - start))
+    if end < x.shape[1]:
+        parts.append(grad.t() @ x[:, end:])
+    return th.cat(parts, 1)
 
 
 def onehot_linear(layer: nn.Linear, x: th.Tensor, columns: OneHotColumns | None) -> th.Tensor:
