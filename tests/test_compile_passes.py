@@ -1,11 +1,12 @@
-"""BatchedWeightGrads: a sum of small-inner matmuls becomes one matmul of the concatenated factors, same value."""
+"""BatchedWeightGrads: a sum of small-inner matmuls becomes one matmul of the concatenated factors, same value.
+OneDnnProducts: the products with a row-major left factor run as ``onednn_linear``, the others stay."""
 
 import collections
 
 import torch as th
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from sb3_dreamer.common.compile_passes import MAX_INNER, BatchedWeightGrads, update_compile_options
+from sb3_dreamer.common.compile_passes import MAX_INNER, BatchedWeightGrads, OneDnnProducts, update_compile_options
 from sb3_dreamer.common.rssm import RSSM
 
 T, K, P, Q = 5, 4, 7, 6
@@ -98,3 +99,57 @@ def test_compiled_observe_gradients_equal_eager_ones():
         grads.append([p.grad.clone() for p in rssm.parameters()])
     for eager, compiled in zip(*grads):
         th.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def _products(module: th.fx.GraphModule) -> collections.Counter:
+    return collections.Counter(str(n.target) for n in module.graph.nodes if n.op == "call_function" and (
+        n.target in (th.ops.aten.mm.default, th.ops.aten.addmm.default, th.ops.sb3_dreamer.onednn_linear.default)
+    ))  # fmt: skip
+
+
+def test_onednn_products_take_forward_and_input_gradients_and_leave_weight_gradients():
+    """A layer's forward (``addmm`` and ``mm``) and its input's gradient move to oneDNN; the weight's gradient
+    (a transposed left factor) and a product with a sliced weight (strides oneDNN runs slowly) stay."""
+    gen = th.Generator().manual_seed(0)
+    x, g = th.randn(9, 6, generator=gen), th.randn(9, 5, generator=gen)
+    w, bias, wide = th.randn(5, 6, generator=gen), th.randn(5, generator=gen), th.randn(5, 8, generator=gen)
+
+    def layer(x, g, w, bias, wide):
+        forward = th.addmm(bias, x, th.permute(w, (1, 0)))
+        no_bias = x @ th.permute(w, (1, 0))
+        input_grad = g @ w
+        weight_grad = th.permute(g, (1, 0)) @ x
+        sliced = x @ th.permute(wide[:, :6], (1, 0))
+        return forward, no_bias, input_grad, weight_grad, sliced
+
+    args = (x, g, w, bias, wide)
+    module = make_fx(layer, tracing_mode="fake")(*args)
+    OneDnnProducts()(module.graph)
+    module.recompile()
+    assert _products(module) == {"sb3_dreamer.onednn_linear.default": 3, "aten.mm.default": 2}
+    for got, want in zip(module(*args), layer(*args)):
+        th.testing.assert_close(got, want)
+
+
+def test_onednn_products_leave_other_dtypes_alone():
+    x, w = th.randn(4, 3, dtype=th.float64), th.randn(2, 3, dtype=th.float64)
+    module = make_fx(lambda x, w: x @ th.permute(w, (1, 0)), tracing_mode="fake")(x, w)
+    OneDnnProducts()(module.graph)
+    assert _products(module) == {"aten.mm.default": 1}
+
+
+def test_compiled_mlp_with_onednn_products_equals_eager():
+    """Loss and every gradient of a compiled MLP with the update's options (both passes) equal eager ones."""
+    th.manual_seed(0)
+    net = th.nn.Sequential(th.nn.Linear(7, 16), th.nn.ELU(), th.nn.Linear(16, 16), th.nn.ELU(), th.nn.Linear(16, 3))
+    x = th.randn(32, 7, requires_grad=True)
+
+    def loss(x):
+        return net(x).square().mean()
+
+    results = []
+    for fn in (loss, th.compile(loss, options=update_compile_options(th.device("cpu")))):
+        value = fn(x)
+        results.append([value.detach(), *th.autograd.grad(value, [x, *net.parameters()])])
+    for eager, compiled in zip(*results):
+        th.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
