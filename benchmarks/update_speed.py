@@ -1,7 +1,7 @@
 """Seconds per gradient update (world model + imagination + actor + critic) at the presets' sizes, with the
-FLOPs of one update and the fraction of this machine's measured fp32 matmul rate it reaches. On a CPU, one
-profiled update also says how much of it the matmuls and convolutions take, and at what rate they run: the
-update's time if everything else cost nothing.
+FLOPs of one update and the fraction of this machine's measured fp32 matmul rate (the faster of MKL's and
+oneDNN's) it reaches. On a CPU, one profiled update also says how much of it the matmuls and convolutions
+take, and at what rate they run: the update's time if everything else cost nothing.
 
     python benchmarks/update_speed.py                        # atari, dmc_vision, classic; 2 threads
     python benchmarks/update_speed.py --presets classic --threads 1
@@ -73,18 +73,34 @@ def fill(model: DreamerV2, steps: int) -> None:
         model.replay_buffer.add(obs, obs, buffer_action, rng.normal(size=1).astype(np.float32), done, infos)
 
 
-def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
-    """fp32 matmul rate, the best of 1 s-long rounds over ``seconds`` (short bursts overstate it)."""
+def matmul_gflops(n: int = 2048, seconds: float = 3.0, onednn: bool = False) -> float:
+    """fp32 matmul rate, the best of 1 s-long rounds over ``seconds`` (short bursts overstate it): MKL's
+    (``a @ b``, what PyTorch calls), or with ``onednn`` oneDNN's (what the compiled update calls on a CPU)."""
     a, b = th.randn(n, n), th.randn(n, n)
-    a @ b
+
+    def product() -> th.Tensor:
+        return th.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "") if onednn else a @ b
+
+    product()
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < 1.0:
-            a @ b
+            product()
             count += 1
         best = max(best, 2 * n**3 * count / (time.perf_counter() - start) / 1e9)
     return best
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def predict_latency_ms(model: DreamerV2, n_envs: int, calls: int = 50) -> float:
@@ -123,9 +139,10 @@ def update_flops(model: DreamerV2) -> int:
 
 
 # The ops whose own time is matmul or convolution arithmetic on a CPU (the transposed convolutions' forward
-# runs inside ``aten::_convolution`` itself; the custom phase op's matmul shows as ``aten::mm``).
+# runs inside ``aten::_convolution`` itself; the custom phase op's matmul shows as ``aten::mm``, the compiled
+# update's oneDNN products as ``mkldnn::_linear_pointwise``).
 KERNEL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_convolution", "aten::mkldnn_convolution",
-              "aten::convolution_backward")  # fmt: skip
+              "aten::convolution_backward", "mkldnn::_linear_pointwise")  # fmt: skip
 
 
 def kernel_share(model: DreamerV2) -> dict:
@@ -255,7 +272,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help=rounds)
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    peak = matmul_gflops()
+    rates = {"mkl": matmul_gflops()}
+    if args.device == "cpu" and th.backends.mkldnn.is_available():
+        rates["onednn"] = matmul_gflops(onednn=True)
+    peak = max(rates.values())  # the machine's rate: the faster library's
     rows = []
     for preset in args.presets:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
@@ -272,8 +292,10 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     report = {
         "machine": f"{platform.machine()}, {th.get_num_threads()} torch threads, torch {th.__version__}",
+        "cpu": cpu_model(),
         "device": args.device,
         "matmul_gflops_fp32": round(peak, 1),
+        "matmul_gflops_fp32_by_library": {name: round(rate, 1) for name, rate in rates.items()},
         "results": rows,
     }
     if args.learn_steps:
