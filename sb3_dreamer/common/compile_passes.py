@@ -19,6 +19,7 @@ whose left factor is row-major (each layer's forward, each input's gradient) to 
 ``g^T x`` would need a transposed copy there, and stays with MKL. The same products, summed in another order.
 """
 
+import platform
 from typing import Any, NamedTuple
 
 import torch as th
@@ -221,6 +222,11 @@ class OneDnnProducts(CustomGraphPass):
         return get_hash_for_files((__file__,))
 
 
+def _onednn_on_x86() -> bool:
+    """Whether this CPU is an x86 one with PyTorch's oneDNN: where ``OneDnnProducts`` was measured."""
+    return th.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
+
+
 def update_compile_options(device: th.device) -> dict[str, Any]:
     """Inductor's options for the update's compiled functions on ``device``.
 
@@ -230,7 +236,7 @@ def update_compile_options(device: th.device) -> dict[str, Any]:
       sizes from the ``debug`` preset's to 200 units (not at the ``atari`` size, and not seen in the world
       model's whole loss); ``tests/test_compile_passes.py`` has the case;
     - ``BatchedWeightGrads``: the loop weights' gradients as one matmul each;
-    - on a CPU with oneDNN, ``OneDnnProducts``: the layers' forward products and their inputs' gradients by
+    - on an x86 CPU with oneDNN, ``OneDnnProducts``: the layers' forward products and their inputs' gradients by
       oneDNN, not MKL. At the ``atari`` size on a 2-core AMD EPYC CPU: 167 ms less per update (median of 24
       interleaved pairs in one process; 22 of them faster);
     - on a CPU, ``cpp_wrapper``: the graphs' thousands of kernel calls (the loops are unrolled) made from C++,
@@ -242,6 +248,6 @@ def update_compile_options(device: th.device) -> dict[str, Any]:
         "fallback_random": True,
         "inplace_buffers": False,
         "post_grad_custom_pre_pass": BatchedWeightGrads(),
-        "post_grad_custom_post_pass": OneDnnProducts() if cpu and th.backends.mkldnn.is_available() else None,
+        "post_grad_custom_post_pass": OneDnnProducts() if cpu and _onednn_on_x86() else None,
         "cpp_wrapper": cpu,
     }
