@@ -171,10 +171,6 @@ def _(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None) -> th.Tensor:
     return x.new_empty(x.shape[0], weight.shape[0])
 
 
-def _is_row_major(val: th.Tensor) -> bool:
-    return val.dim() == 2 and val.is_contiguous()
-
-
 def _onednn_product(graph: Graph, node: Node) -> bool:
     """Rewrite ``mm(a, b)`` or ``addmm(bias, a, b)`` (fp32 on a CPU, ``a`` row-major, ``b`` dense in either
     order, ``bias`` a row) as ``onednn_linear(a, b^T, bias)``; a ``b`` that is a transposed weight is passed as
@@ -191,7 +187,7 @@ def _onednn_product(graph: Graph, node: Node) -> bool:
     a_val, b_val, out = _val(a), _val(b), _val(node)
     if a_val is None or b_val is None or out is None or out.device.type != "cpu" or out.dtype != th.float32:
         return False
-    if not _is_row_major(a_val) or b_val.dim() != 2:
+    if a_val.dim() != 2 or not a_val.is_contiguous() or b_val.dim() != 2:
         return False  # a transposed left factor (a weight's gradient) stays with MKL, which reads it in place
     if not (b_val.is_contiguous() or b_val.t().is_contiguous()):
         return False  # a slice of a wider weight: oneDNN's reference kernel, ~100x slower
@@ -215,8 +211,9 @@ class OneDnnProducts(CustomGraphPass):
     """
 
     def __call__(self, graph: Graph) -> None:
-        for node in list(graph.nodes):
-            _onednn_product(graph, node)
+        rewritten = [_onednn_product(graph, node) for node in list(graph.nodes)]
+        if any(rewritten):
+            graph.eliminate_dead_code()  # the transposes that only fed the products
 
     def uuid(self) -> bytes:
         return get_hash_for_files((__file__,))
