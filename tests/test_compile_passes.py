@@ -6,7 +6,14 @@ import collections
 import torch as th
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from sb3_dreamer.common.compile_passes import MAX_INNER, BatchedWeightGrads, OneDnnProducts, update_compile_options
+from sb3_dreamer.common.compile_passes import (
+    COPY_ROWS,
+    MAX_INNER,
+    WIDE_INPUT,
+    BatchedWeightGrads,
+    OneDnnProducts,
+    update_compile_options,
+)
 from sb3_dreamer.common.rssm import RSSM
 
 T, K, P, Q = 5, 4, 7, 6
@@ -131,6 +138,26 @@ def test_onednn_products_take_forward_and_input_gradients_and_leave_weight_gradi
         th.testing.assert_close(got, want)
 
 
+def test_onednn_products_take_the_weight_gradients_of_wide_inputs_with_a_copy():
+    """A weight's gradient ``g^T x`` with ``x`` at least ``WIDE_INPUT`` wide and at most ``COPY_ROWS`` tall moves
+    to oneDNN through a row-major copy of ``g^T``; a taller one stays with MKL."""
+    gen = th.Generator().manual_seed(0)
+    g, x = th.randn(9, 5, generator=gen), th.randn(9, WIDE_INPUT, generator=gen)
+    tall_g, tall_x = th.randn(COPY_ROWS + 1, 2, generator=gen), th.randn(COPY_ROWS + 1, WIDE_INPUT, generator=gen)
+
+    def grads(g, x, tall_g, tall_x):
+        return th.permute(g, (1, 0)) @ x, th.permute(tall_g, (1, 0)) @ tall_x
+
+    args = (g, x, tall_g, tall_x)
+    module = make_fx(grads, tracing_mode="fake")(*args)
+    OneDnnProducts()(module.graph)
+    module.recompile()
+    assert _products(module) == {"sb3_dreamer.onednn_linear.default": 1, "aten.mm.default": 1}
+    assert any(n.target == th.ops.aten.clone.default for n in module.graph.nodes)
+    for got, want in zip(module(*args), grads(*args)):
+        th.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
 def test_onednn_products_leave_other_dtypes_alone():
     x, w = th.randn(4, 3, dtype=th.float64), th.randn(2, 3, dtype=th.float64)
     module = make_fx(lambda x, w: x @ th.permute(w, (1, 0)), tracing_mode="fake")(x, w)
@@ -139,10 +166,13 @@ def test_onednn_products_leave_other_dtypes_alone():
 
 
 def test_compiled_mlp_with_onednn_products_equals_eager():
-    """Loss and every gradient of a compiled MLP with the update's options (both passes) equal eager ones."""
+    """Loss and every gradient of a compiled MLP with the update's options (both passes) equal eager ones; its
+    first layer's input is wide enough for its weight's gradient to go to oneDNN too."""
     th.manual_seed(0)
-    net = th.nn.Sequential(th.nn.Linear(7, 16), th.nn.ELU(), th.nn.Linear(16, 16), th.nn.ELU(), th.nn.Linear(16, 3))
-    x = th.randn(32, 7, requires_grad=True)
+    net = th.nn.Sequential(
+        th.nn.Linear(WIDE_INPUT, 16), th.nn.ELU(), th.nn.Linear(16, 16), th.nn.ELU(), th.nn.Linear(16, 3)
+    )  # fmt: skip
+    x = th.randn(32, WIDE_INPUT, requires_grad=True)
 
     def loss(x):
         return net(x).square().mean()

@@ -16,7 +16,8 @@ compiled function, and leaves alone what does not match.
 matrices on a CPU with MKL's ``sgemm``; oneDNN (which runs the convolutions) has its own fp32 inner product,
 which was 10-45 % faster on a 2-core AMD EPYC (Zen 4) CPU at the update's shapes. The pass moves every product
 whose left factor is row-major (each layer's forward, each input's gradient) to it; a weight's gradient
-``g^T x`` would need a transposed copy there, and stays with MKL. The same products, summed in another order.
+``g^T x`` needs a row-major copy of ``g^T`` there, and stays with MKL unless ``x`` is wide enough for the copy
+to pay (``WIDE_INPUT``). The same products, summed in another order.
 """
 
 import platform
@@ -32,6 +33,14 @@ aten = th.ops.aten
 # matmul of its own is already efficient, and the concatenated copy would cost more than it saves.
 MAX_INNER = 64
 
+# A weight's gradient ``g^T x`` goes to oneDNN, with a row-major copy of ``g^T``, when ``x`` has at least
+# WIDE_INPUT columns and at most COPY_ROWS rows: there the copy costs less than oneDNN saves (2-core AMD EPYC,
+# alone: the decoder's (1536, 800) @ (800, 4800) 58-61 against 71-84 ms, the encoder's last layer's
+# (384, 3200) @ (3200, 3072) 39-41 against 46-57, the GRU's (1800, 800) @ (800, 1200) 21 against 26; at 400-600
+# columns or 12,000 rows MKL was as fast or faster).
+WIDE_INPUT = 1200
+COPY_ROWS = 4096
+
 
 def _val(node: object) -> th.Tensor | None:
     """The fake tensor a traced node carries (shape, dtype), if any."""
@@ -43,13 +52,13 @@ def _fake(arg: Any) -> Any:
     return _val(arg) if isinstance(arg, Node) else arg
 
 
-def _call(graph: Graph, target: Any, *args: Any) -> Node:
-    """A new node ``target(*args)`` that carries its fake value, as traced nodes do."""
-    node = graph.call_function(target, args)
+def _call(graph: Graph, target: Any, *args: Any, **kwargs: Any) -> Node:
+    """A new node ``target(*args, **kwargs)`` that carries its fake value, as traced nodes do."""
+    node = graph.call_function(target, args, kwargs)
     vals = [[_fake(x) for x in a] if isinstance(a, list) else _fake(a) for a in args]
     tensors = [x for v in vals for x in (v if isinstance(v, list) else [v]) if isinstance(x, th.Tensor)]
     with tensors[0].fake_mode:  # type: ignore[attr-defined]  # a FakeTensor's
-        node.meta["val"] = target(*vals)
+        node.meta["val"] = target(*vals, **kwargs)
     return node
 
 
@@ -187,11 +196,14 @@ def _onednn_product(graph: Graph, node: Node) -> bool:
     a_val, b_val, out = _val(a), _val(b), _val(node)
     if a_val is None or b_val is None or out is None or out.device.type != "cpu" or out.dtype != th.float32:
         return False
-    if a_val.dim() != 2 or not a_val.is_contiguous() or b_val.dim() != 2:
-        return False  # a transposed left factor (a weight's gradient) stays with MKL, which reads it in place
-    if not (b_val.is_contiguous() or b_val.t().is_contiguous()):
+    if a_val.dim() != 2 or b_val.dim() != 2 or not (b_val.is_contiguous() or b_val.t().is_contiguous()):
         return False  # a slice of a wider weight: oneDNN's reference kernel, ~100x slower
+    copy = not a_val.is_contiguous()
+    if copy and not _wide_weight_grad(a_val, b_val):
+        return False  # a transposed left factor (a weight's gradient) stays with MKL, which reads it in place
     with graph.inserting_before(node):
+        if copy:
+            a = _call(graph, aten.clone.default, a, memory_format=th.contiguous_format)
         weight = _transposed(b) or _call(graph, aten.permute.default, b, [1, 0])  # type: ignore[arg-type]
         new = _call(graph, th.ops.sb3_dreamer.onednn_linear.default, a, weight, bias)
     node.replace_all_uses_with(new)
@@ -199,11 +211,18 @@ def _onednn_product(graph: Graph, node: Node) -> bool:
     return True
 
 
+def _wide_weight_grad(a: th.Tensor, b: th.Tensor) -> bool:
+    """Whether ``a @ b`` is a weight's gradient ``g^T x`` (``a`` the transpose of a row-major ``g``) that
+    oneDNN computes faster than MKL even with a row-major copy of ``a``: ``x`` contiguous, wide, not tall."""
+    return a.t().is_contiguous() and b.is_contiguous() and b.shape[1] >= WIDE_INPUT and b.shape[0] <= COPY_ROWS
+
+
 class OneDnnProducts(CustomGraphPass):
     """For ``torch.compile(options={"post_grad_custom_post_pass": OneDnnProducts()})`` on a CPU: the fp32
     matmuls whose left factor is row-major (every layer's forward, every input's gradient) by oneDNN's inner
     product (``onednn_linear``) instead of MKL's ``sgemm``. The weights' gradients (a transposed left factor)
-    stay with MKL, which reads it in place where oneDNN would copy it.
+    stay with MKL, which reads it in place where oneDNN needs a copy, except those of wide inputs
+    (``WIDE_INPUT`` columns or more, ``COPY_ROWS`` rows or fewer), where the copy pays.
 
     On a 2-core AMD EPYC (Zen 4) CPU, alone: the critic's ``(12000, 400) @ (400, 400)`` 18.3 against 25.8 ms,
     the observe loop's GRU ``(16, 1200) @ (1200, 1800)`` 0.46 against 0.62 ms forward, 0.35 against 0.66 ms
