@@ -252,9 +252,10 @@ def update_compile_options(device: th.device) -> dict[str, Any]:
       sizes from the ``debug`` preset's to 200 units (not at the ``atari`` size, and not seen in the world
       model's whole loss); ``tests/test_compile_passes.py`` has the case;
     - ``BatchedWeightGrads``: the loop weights' gradients as one matmul each;
-    - on an x86 CPU with oneDNN, ``OneDnnProducts``: the layers' forward products and their inputs' gradients by
-      oneDNN, not MKL. At the ``atari`` size on a 2-core AMD EPYC CPU: 167 ms less per update (median of 24
-      interleaved pairs in one process; 22 of them faster);
+    - on an x86 CPU with oneDNN, ``OneDnnProducts``: the layers' forward products, their inputs' gradients and
+      the weights' gradients of wide inputs by oneDNN, not MKL. At the ``atari`` size on a 2-core AMD EPYC CPU:
+      167 ms less per update (median of 24 interleaved pairs in one process; 22 of them faster), and 47 ms
+      more with the wide weights' gradients (20 pairs, 12 faster);
     - on a CPU, ``cpp_wrapper``: the graphs' thousands of kernel calls (the loops are unrolled) made from C++,
       not Python. At the ``atari`` size on a 2-core CPU: 32 ms less per update (in-process A/B, 14 updates
       each), for a first compile of ~8 minutes instead of ~4 (inductor caches it on disk).
