@@ -183,7 +183,7 @@ def _(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None) -> th.Tensor:
 def _onednn_product(graph: Graph, node: Node) -> bool:
     """Rewrite ``mm(a, b)`` or ``addmm(bias, a, b)`` (fp32 on a CPU, ``a`` row-major, ``b`` dense in either
     order, ``bias`` a row) as ``onednn_linear(a, b^T, bias)``; a ``b`` that is a transposed weight is passed as
-    that weight."""
+    that weight. A wide weight's gradient (``_wide_weight_grad``) passes a row-major copy of ``a``."""
     if node.target == aten.mm.default and len(node.args) == 2 and not node.kwargs:
         bias, a, b = None, *node.args
     elif node.target == aten.addmm.default and len(node.args) == 3 and not node.kwargs:
@@ -254,8 +254,8 @@ def update_compile_options(device: th.device) -> dict[str, Any]:
     - ``BatchedWeightGrads``: the loop weights' gradients as one matmul each;
     - on an x86 CPU with oneDNN, ``OneDnnProducts``: the layers' forward products, their inputs' gradients and
       the weights' gradients of wide inputs by oneDNN, not MKL. At the ``atari`` size on a 2-core AMD EPYC CPU:
-      167 ms less per update (median of 24 interleaved pairs in one process; 22 of them faster), and 47 ms
-      more with the wide weights' gradients (20 pairs, 12 faster);
+      167 ms less per update (median of 24 interleaved pairs in one process; 22 of them faster), then a further
+      47 ms less with the wide weights' gradients and ``onehot_columns_grad``'s own CSR (20 pairs, 12 faster);
     - on a CPU, ``cpp_wrapper``: the graphs' thousands of kernel calls (the loops are unrolled) made from C++,
       not Python. At the ``atari`` size on a 2-core CPU: 32 ms less per update (in-process A/B, 14 updates
       each), for a first compile of ~8 minutes instead of ~4 (inductor caches it on disk).
