@@ -2,6 +2,7 @@
 same env-step budget, several seeds, deterministic evaluation with ``evaluate_policy``.
 
     python benchmarks/classic_control.py                       # full: 3 seeds, CartPole 50k, Pendulum 20k
+    python benchmarks/classic_control.py --jobs 1 --threads 2  # one run at a time (default: 2 side by side)
     python benchmarks/classic_control.py --seeds 0 --tasks Pendulum-v1 --algos dreamerv2
 
 Bars (median over seeds of the final evaluation): CartPole-v1 >= 475 within 50k steps, Pendulum-v1 >= -250
@@ -11,9 +12,13 @@ loses nothing finished) and summarised in ``summary.json`` and ``<task>.png``.
 
 import argparse
 import json
+import multiprocessing
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch as th
@@ -171,29 +176,65 @@ def plot(frame: pd.DataFrame, out: Path) -> None:
         plt.close(fig)
 
 
+class Run(NamedTuple):
+    """One learning run of the benchmark."""
+
+    algo: str
+    task: str
+    seed: int
+
+
+def run_all(runs: list[Run], episodes: int, threads: int, jobs: int, done: Callable[[list[dict[str, Any]]], None],
+            runner: Callable[..., list[dict[str, Any]]] = run_one) -> None:  # fmt: skip
+    """Every run, ``jobs`` at a time in their own processes (``threads`` torch threads each), calling ``done``
+    with each run's rows as it finishes, so a crash loses only the runs still going.
+
+    At the classic presets' size an update barely uses a second thread: on a 2-core CPU, eager, 190-237 ms with
+    2 threads, 277 ms with 1, and 236-247 ms each for two 1-thread runs side by side, which so do ~1.6x the
+    updates of one run with both threads.
+    """
+    if jobs == 1:
+        for run in runs:
+            done(runner(*run, episodes, threads))
+        return
+    context = multiprocessing.get_context("spawn")  # no forked torch or OpenMP state in the workers
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(runner, *run, episodes, threads) for run in runs]
+        for future in as_completed(futures):
+            done(future.result())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--algos", nargs="+", default=["dreamerv2", "ppo", "baseline"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each in its own process")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: the CPUs over --jobs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--summarise-only", action="store_true", help="rewrite summary.json and plots from curves.csv")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "curves.csv"
-    if args.summarise_only:
-        args.tasks, args.algos = [], []
-    for task in args.tasks:
-        for algo in args.algos:
-            algo = TASKS[task]["baseline"] if algo == "baseline" else algo
-            for seed in args.seeds:
-                rows = run_one(algo, task, seed, args.episodes, args.threads)
-                pd.DataFrame(rows).to_csv(csv, mode="a", header=not csv.exists(), index=False)
-                frame = pd.read_csv(csv)
-                (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
-                plot(frame, args.out)
+
+    def done(rows: list[dict[str, Any]]) -> None:
+        pd.DataFrame(rows).to_csv(csv, mode="a", header=not csv.exists(), index=False)
+        frame = pd.read_csv(csv)
+        (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
+        plot(frame, args.out)
+
+    if not args.summarise_only:
+        runs = [
+            Run(TASKS[task]["baseline"] if algo == "baseline" else algo, task, seed)
+            for task in args.tasks
+            for algo in args.algos
+            for seed in args.seeds
+        ]
+        run_all(runs, args.episodes, threads, args.jobs, done)
     frame = pd.read_csv(csv)
     (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
     plot(frame, args.out)

@@ -1,0 +1,25 @@
+"""benchmarks/classic_control.py runs the benchmark's runs side by side and hands each run's rows on as it ends."""
+
+import pytest
+import torch as th
+
+from benchmarks.classic_control import Run, run_all
+
+
+def fake_runner(algo, task, seed, episodes, threads):
+    """What ``run_one`` returns, without learning anything (module level: the spawned workers import it)."""
+    th.set_num_threads(threads)
+    return [{"algo": algo, "task": task, "seed": seed, "episodes": episodes, "threads": th.get_num_threads()}]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_every_run_is_done_once_with_its_threads(jobs):
+    runs = [Run("dreamerv2", "CartPole-v1", 0), Run("ppo", "CartPole-v1", 1), Run("sac", "Pendulum-v1", 2)]
+    done, threads = [], th.get_num_threads()
+    try:
+        run_all(runs, episodes=3, threads=1, jobs=jobs, done=done.append, runner=fake_runner)
+    finally:
+        th.set_num_threads(threads)  # with jobs=1 the runner ran in this process
+    rows = sorted((row for rows in done for row in rows), key=lambda row: row["seed"])
+    assert [(row["algo"], row["task"], row["seed"]) for row in rows] == [tuple(run) for run in runs]
+    assert all(row["episodes"] == 3 and row["threads"] == 1 for row in rows)
