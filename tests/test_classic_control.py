@@ -23,3 +23,17 @@ def test_every_run_is_done_once_with_its_threads(jobs):
     rows = sorted((row for rows in done for row in rows), key=lambda row: row["seed"])
     assert [(row["algo"], row["task"], row["seed"]) for row in rows] == [tuple(run) for run in runs]
     assert all(row["episodes"] == 3 and row["threads"] == 1 for row in rows)
+
+
+def failing_runner(algo, task, seed, episodes, threads):
+    if seed == 1:
+        raise ValueError("diverged")
+    return fake_runner(algo, task, seed, episodes, threads)
+
+
+def test_a_failed_run_does_not_lose_the_others():
+    runs = [Run("ppo", "CartPole-v1", seed) for seed in (0, 1, 2)]
+    done = []
+    with pytest.raises(RuntimeError, match="1 of 3 runs failed"):
+        run_all(runs, episodes=1, threads=1, jobs=2, done=done.append, runner=failing_runner)
+    assert sorted(rows[0]["seed"] for rows in done) == [0, 2]
