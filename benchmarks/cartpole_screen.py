@@ -52,7 +52,7 @@ def main() -> None:
     overrides = json.loads(args.override)
     eval_env = gym.make("CartPole-v1")
     eval_env.reset(seed=1000 + args.seed)
-    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=args.seed, **{**DREAMER["CartPole-v1"], **overrides})
+    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=args.seed, **{**DREAMER[("dreamerv2", "CartPole-v1")], **overrides})
     model.learn(args.steps, callback=PrintEval(eval_env, 5_000, {"seed": args.seed, "override": overrides}))
 
 

@@ -242,16 +242,17 @@ def side_by_side(model: DreamerV2, first: float, preset: str, updates: int, args
     return row
 
 
-def learn_speed(steps: int, compile_model: bool = False) -> dict:
-    """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings (train_freq 10)."""
+def learn_speed(steps: int, compile_model: bool = False, algo: str = "dreamerv2") -> dict:
+    """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings for ``algo`` (a
+    DreamerV2 entry of ``classic_control.DREAMER``: ``train_freq`` 10, ``actor_grad="dynamics"``)."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
     from benchmarks.classic_control import DREAMER
 
-    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=0, compile_model=compile_model, **DREAMER["CartPole-v1"])
+    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=0, compile_model=compile_model, **DREAMER[(algo, "CartPole-v1")])
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
-    return {"task": "CartPole-v1", "compile_model": compile_model, "steps": steps, "updates": model._n_updates,
+    return {"task": "CartPole-v1", "algo": algo, "compile_model": compile_model, "steps": steps, "updates": model._n_updates,
             "seconds": round(seconds, 1), "env_steps_per_s": round(steps / seconds, 1)}  # fmt: skip
 
 
@@ -267,6 +268,8 @@ def main() -> None:
     no_keep = "ours with keep_host_memory=False (glibc's malloc left as it is; the whole process)"
     parser.add_argument("--no-keep-host-memory", action="store_true", help=no_keep)
     parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
+    learn_algos = "the classic benchmark's DreamerV2 settings to time --learn-steps with (classic_control.DREAMER)"
+    parser.add_argument("--learn-algos", nargs="+", default=["dreamerv2"], help=learn_algos)
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     rounds = "with --peer-python: rounds of (ours, sheeprl, sheeprl with our malloc setting), medians reported"
     parser.add_argument("--rounds", type=int, default=1, help=rounds)
@@ -299,8 +302,10 @@ def main() -> None:
         "results": rows,
     }
     if args.learn_steps:
-        report["learn"] = learn_speed(args.learn_steps, args.compile_model)
-        print(json.dumps(report["learn"]), flush=True)
+        report["learn"] = []
+        for algo in args.learn_algos:
+            report["learn"].append(learn_speed(args.learn_steps, args.compile_model, algo))
+            print(json.dumps(report["learn"][-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 

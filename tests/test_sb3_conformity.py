@@ -203,6 +203,22 @@ def test_actor_gradient_modes_update_only_their_networks(actor_grad):
     assert all(p.grad is None for p in policy.slow_critic.parameters())
 
 
+def test_imagination_starts_imagines_from_the_last_states_of_each_window():
+    model = _model("MlpPolicy", "Pendulum-v1", actor_grad="dynamics")
+    model.learn(100)
+    batch = model.replay_buffer.sample(4, 8)
+    post = model.policy.world_model.loss(batch, 1, 0.8, 0, True, 1, 1, "identity").post
+    th.manual_seed(0)
+    sliced = model.behavior_loss(post.map(lambda x: x[-3:]), batch.is_terminal[-3:])  # all of a 3-step window
+    model.imagination_starts = 3
+    th.manual_seed(0)
+    last = model.behavior_loss(post, batch.is_terminal)
+    assert th.equal(last.actor_loss, sliced.actor_loss) and th.equal(last.critic_loss, sliced.critic_loss)
+    model.imagination_starts = None
+    th.manual_seed(0)
+    assert not th.equal(model.behavior_loss(post, batch.is_terminal).critic_loss, sliced.critic_loss)
+
+
 def test_slow_critic_hard_copy_every_n_updates():
     model = _model("MlpPolicy", "CartPole-v1", slow_target_update=3)
     model.learn(80)

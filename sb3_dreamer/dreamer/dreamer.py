@@ -74,6 +74,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
                      "max_nonfinite_updates"), (1, float("inf"), True)),
     **dict.fromkeys(("learning_starts", "pretrain_steps"), (0, float("inf"), True)),
     "gradient_steps": (-1, float("inf"), True),
+    "imagination_starts": (1, float("inf"), True),
     **dict.fromkeys(("sequence_length", "imagination_horizon"), (2, float("inf"), True)),
     **dict.fromkeys(("return_lambda", "kl_balance", "actor_grad_mix"), (0.0, 1.0, False)),
     **dict.fromkeys(("kl_scale", "kl_free", "reward_scale", "discount_scale", "actor_lr", "critic_lr",
@@ -173,6 +174,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param gamma: discount factor of imagined returns.
     :param return_lambda: lambda of the lambda-returns.
     :param imagination_horizon: imagined steps from each posterior state.
+    :param imagination_starts: imagine only from the last ``imagination_starts`` posterior states of each
+        replayed window (DreamerV3's ``imag_last``; the states with the most context), fewer starts and so a
+        cheaper actor-critic update; None imagines from all ``sequence_length`` of them, as the paper does.
     :param deter_size: GRU state size. :param stoch_size: number of categorical latents.
     :param stoch_classes: classes per latent. :param hidden_size: width of the RSSM's other layers.
     :param cnn_depth: base depth of the image encoder/decoder.
@@ -240,6 +244,7 @@ class DreamerV2(OffPolicyAlgorithm):
         gamma: float = 0.999,
         return_lambda: float = 0.95,
         imagination_horizon: int = 15,
+        imagination_starts: int | None = None,
         deter_size: int = 600,
         stoch_size: int = 32,
         stoch_classes: int = 32,
@@ -313,6 +318,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.pretrain_steps = pretrain_steps
         self.return_lambda = return_lambda
         self.imagination_horizon = imagination_horizon
+        self.imagination_starts = imagination_starts
         self.deter_size, self.stoch_size, self.stoch_classes = deter_size, stoch_size, stoch_classes
         self.hidden_size, self.cnn_depth, self.mlp_layers, self.mlp_units = hidden_size, cnn_depth, mlp_layers, mlp_units
         self.norm, self.pred_discount, self.reward_transform = norm, pred_discount, reward_transform
@@ -740,7 +746,8 @@ class DreamerV2(OffPolicyAlgorithm):
         return self.actor_grad  # type: ignore[return-value]
 
     def behavior_loss(self, post: RSSMState, is_terminal: th.Tensor) -> BehaviorLoss:
-        """Actor and critic losses on trajectories imagined from every posterior state of the batch.
+        """Actor and critic losses on trajectories imagined from the posterior states of the batch (the last
+        ``imagination_starts`` of each window, or all of them).
 
         In ``reinforce`` mode nothing needs a gradient through the imagination, so it runs without autograd;
         otherwise gradients flow through the frozen world model into the actions.
@@ -748,13 +755,14 @@ class DreamerV2(OffPolicyAlgorithm):
         :param post: (T, B, ...) posterior states of the replay batch. :param is_terminal: (T, B).
         """
         policy, world_model = self.policy, self.policy.world_model
-        start = post.map(lambda x: x.detach().flatten(0, 1))  # (N, ...)
+        first = -self.imagination_starts if self.imagination_starts else 0  # the window's last states
+        start = post.map(lambda x: x[first:].detach().flatten(0, 1))  # (N, ...)
         actor_grad = self._resolved_actor_grad()
         grad_mode = th.no_grad() if actor_grad == "reinforce" else frozen(world_model)
         with grad_mode, self._autocast():
             fns = self._update_fns()
             horizon = self.imagination_horizon
-            traj = fns.imagine(policy.actor, start, is_terminal.flatten(), horizon, self.gamma, last_heads=False)
+            traj = fns.imagine(policy.actor, start, is_terminal[first:].flatten(), horizon, self.gamma, last_heads=False)
             value = fns.slow_critic(traj.feat, traj.onehot).squeeze(-1).float()  # (H + 1, N)
             target = lambda_return(traj.reward, value[:-1], traj.discount, value[-1], self.return_lambda)  # (H, N)
         with self._autocast():
@@ -800,7 +808,8 @@ class DreamerV2(OffPolicyAlgorithm):
         """The hyperparameters the update reads as Python numbers (a captured graph bakes them in)."""
         return (
             self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg, self.reward_scale, self.discount_scale,
-            self.reward_transform, self.gamma, self.return_lambda, self.imagination_horizon, self.actor_grad,
+            self.reward_transform, self.gamma, self.return_lambda, self.imagination_horizon, self.imagination_starts,
+            self.actor_grad,
             self.actor_grad_mix, self.actor_entropy, self.grad_clip, self.mixed_precision,
         )  # fmt: skip
 
