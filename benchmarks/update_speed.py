@@ -7,6 +7,8 @@ take, and at what rate they run: the update's time if everything else cost nothi
     python benchmarks/update_speed.py --presets classic --threads 1
     python benchmarks/update_speed.py --presets atari classic --peer-python /work/sheeprl_venv/bin/python
     python benchmarks/update_speed.py --presets atari --updates 5 --compile-model --rounds 3 --peer-python ...
+    python benchmarks/update_speed.py --presets classic --threads 1 --override '{"actor_grad": "dynamics"}' \
+        --learn-steps 10000 --learn-algos dreamerv2 dreamerv2_last8     # the classic benchmark's settings
 
 With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
 same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the
@@ -159,12 +161,14 @@ def kernel_share(model: DreamerV2) -> dict:
 
 
 def build(preset: str, device: str, mixed_precision: str = "no", compile_model: bool = False,
-          keep_host_memory: bool = True) -> DreamerV2:  # fmt: skip
-    """Our model at the preset's size, on an env with the preset's spaces."""
+          keep_host_memory: bool = True, override: dict | None = None) -> DreamerV2:  # fmt: skip
+    """Our model at the preset's size, on an env with the preset's spaces; ``override``: constructor arguments
+    over the preset's."""
     policy, obs_space, act_space = DOMAINS[preset]
     env = SpacesEnv(obs_space, act_space)
-    return DreamerV2.from_preset(preset, policy, env, seed=0, device=device, mixed_precision=mixed_precision,
-                                 compile_model=compile_model, keep_host_memory=keep_host_memory)  # fmt: skip
+    kwargs = dict(device=device, mixed_precision=mixed_precision, compile_model=compile_model)
+    kwargs["keep_host_memory"] = keep_host_memory
+    return DreamerV2.from_preset(preset, policy, env, seed=0, **{**kwargs, **(override or {})})
 
 
 def describe(model: DreamerV2, preset: str, seconds: float, warmup_s: float) -> dict:
@@ -273,7 +277,12 @@ def main() -> None:
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     rounds = "with --peer-python: rounds of (ours, sheeprl, sheeprl with our malloc setting), medians reported"
     parser.add_argument("--rounds", type=int, default=1, help=rounds)
+    override = "JSON of constructor arguments over the presets' (ours only, so not with --peer-python), e.g. the "
+    override += """classic benchmark's '{"actor_grad": "dynamics"}'"""
+    parser.add_argument("--override", type=json.loads, default={}, help=override)
     args = parser.parse_args()
+    if args.override and args.peer_python:
+        parser.error("--override changes only our side: time the peer without it")
     th.set_num_threads(args.threads)
     rates = {"mkl": matmul_gflops()}
     if args.device == "cpu" and th.backends.mkldnn.is_available():
@@ -282,12 +291,15 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         updates = args.updates if preset in ("atari", "crafter") else args.updates * 10
-        model = build(preset, args.device, args.mixed_precision, args.compile_model, not args.no_keep_host_memory)
+        keep = not args.no_keep_host_memory
+        model = build(preset, args.device, args.mixed_precision, args.compile_model, keep, args.override)
         start = time.perf_counter()
         seconds = time_updates(model, args.device, warmup=2, updates=updates)
         warmup_s = time.perf_counter() - start - seconds * updates  # the compilation, with compile_model
         peer = side_by_side(model, seconds, preset, updates, args) if args.peer_python and preset in PEER_SIZES else {}
         row = {**describe(model, preset, peer.get("seconds_per_update", seconds), warmup_s), **peer}
+        if args.override:
+            row["override"] = args.override
         row["fraction_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
         if "matmul_and_conv_gflops" in row:
             row["kernels_fraction_of_matmul_peak"] = round(row["matmul_and_conv_gflops"] / peak, 3)
