@@ -1,5 +1,8 @@
 """LoopLinear: a weight used at every step of a loop takes its gradient as one matmul, the same gradient."""
 
+import gc
+import weakref
+
 import pytest
 import torch as th
 import torch.nn.functional as F
@@ -105,3 +108,26 @@ def test_plain_where_no_weight_gradient_is_recorded():
     assert LoopLinear(full, T).deferred
     with th.no_grad():
         assert th.equal(LoopLinear(full[:, :N], T, bias)(h0, 0), F.linear(h0, full[:, :N], bias))
+
+
+def test_an_update_leaves_nothing_of_its_graph_alive():
+    """The tape keeps its steps' inputs for the weight's gradient. An input with history would close a cycle
+    through the autograd graph that Python's collector cannot see, so every update's graph (its saved
+    activations too) would stay in memory: ~3.7 MB per update of the classic CartPole benchmark."""
+    weight, bias = th.randn(N, N, requires_grad=True), th.randn(N, requires_grad=True)
+    xs, h0 = th.randn(T, B, N), th.randn(B, N)
+
+    def update() -> weakref.ref:
+        linear = _deferred()
+        states = []
+        h = h0
+        for t in range(T):
+            h = th.tanh(linear(h, t, weight, bias) + xs[t])
+            states.append(h)
+        sum(state.sum() for state in states).backward()
+        return weakref.ref(states[2])  # a step's input that has history
+
+    state = update()
+    gc.collect()
+    assert state() is None
+    assert weight.grad is not None

@@ -55,7 +55,9 @@ class _LoopStep(th.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: th.Tensor, weight: th.Tensor, tape: _Tape, step: int) -> th.Tensor:
         x_in = x.to(weight.dtype)
-        tape.inputs[step] = x_in
+        # Detached: the tape is reachable from this node's ctx, and an input with history would close a cycle
+        # through the autograd graph that Python's collector cannot see, keeping every update's graph alive.
+        tape.inputs[step] = x_in.detach()
         ctx.save_for_backward(weight)
         ctx.tape, ctx.step, ctx.x_dtype = tape, step, x.dtype
         return x_in @ weight.t()
