@@ -166,9 +166,9 @@ def build(preset: str, device: str, mixed_precision: str = "no", compile_model: 
     over the preset's."""
     policy, obs_space, act_space = DOMAINS[preset]
     env = SpacesEnv(obs_space, act_space)
-    kwargs = dict(device=device, mixed_precision=mixed_precision, compile_model=compile_model)
-    kwargs["keep_host_memory"] = keep_host_memory
-    return DreamerV2.from_preset(preset, policy, env, seed=0, **{**kwargs, **(override or {})})
+    settings = {"device": device, "mixed_precision": mixed_precision, "compile_model": compile_model,
+                "keep_host_memory": keep_host_memory, **(override or {})}  # fmt: skip
+    return DreamerV2.from_preset(preset, policy, env, seed=0, **settings)
 
 
 def describe(model: DreamerV2, preset: str, seconds: float, warmup_s: float) -> dict:

@@ -809,8 +809,7 @@ class DreamerV2(OffPolicyAlgorithm):
         return (
             self.kl_scale, self.kl_balance, self.kl_free, self.kl_free_avg, self.reward_scale, self.discount_scale,
             self.reward_transform, self.gamma, self.return_lambda, self.imagination_horizon, self.imagination_starts,
-            self.actor_grad,
-            self.actor_grad_mix, self.actor_entropy, self.grad_clip, self.mixed_precision,
+            self.actor_grad, self.actor_grad_mix, self.actor_entropy, self.grad_clip, self.mixed_precision,
         )  # fmt: skip
 
     def _uses_graph(self) -> bool:
