@@ -56,11 +56,16 @@ _SESSION5: dict[str, dict[str, Any]] = {
         "discount_scale": 1.0,
     },
 }
-# `dreamerv2_last8`: the same, imagining only from the last 8 posterior states of each 32-step window
-# (`imagination_starts=8`, DreamerV3's `imag_last`): 128 imagined trajectories per update instead of 512.
+# `dreamerv2_last8` / `dreamerv2_last16`: the same, imagining only from the last 8 / 16 posterior states of each
+# 32-step window (`imagination_starts`, DreamerV3's `imag_last`): 128 / 256 imagined trajectories per update
+# instead of 512.
 DREAMER: dict[tuple[str, str], dict[str, Any]] = {
     **{("dreamerv2", task): settings for task, settings in _SESSION5.items()},
-    **{("dreamerv2_last8", task): {**settings, "imagination_starts": 8} for task, settings in _SESSION5.items()},
+    **{
+        (f"dreamerv2_last{starts}", task): {**settings, "imagination_starts": starts}
+        for task, settings in _SESSION5.items()
+        for starts in (8, 16)
+    },
 }
 
 
