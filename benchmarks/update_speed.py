@@ -24,13 +24,16 @@ them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; 
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -246,18 +249,38 @@ def side_by_side(model: DreamerV2, first: float, preset: str, updates: int, args
     return row
 
 
-def learn_speed(steps: int, compile_model: bool = False, algo: str = "dreamerv2") -> dict:
+def learn_speed(steps: int, compile_model: bool = False, algo: str = "dreamerv2", seed: int = 0) -> dict:
     """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings for ``algo`` (a
     DreamerV2 entry of ``classic_control.DREAMER``: ``train_freq`` 10, ``actor_grad="dynamics"``)."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
     from benchmarks.classic_control import DREAMER
 
-    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=0, compile_model=compile_model, **DREAMER[(algo, "CartPole-v1")])
+    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=seed, compile_model=compile_model, **DREAMER[(algo, "CartPole-v1")])
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
     return {"task": "CartPole-v1", "algo": algo, "compile_model": compile_model, "steps": steps, "updates": model._n_updates,
             "seconds": round(seconds, 1), "env_steps_per_s": round(steps / seconds, 1)}  # fmt: skip
+
+
+def _learn_speed_in_process(threads: int, *args: Any) -> dict:
+    th.set_num_threads(threads)
+    return learn_speed(*args)
+
+
+def learn_speed_side_by_side(jobs: int, threads: int, steps: int, compile_model: bool, algo: str) -> dict:
+    """``learn_speed`` of ``jobs`` learns at once (seeds 0, 1, ...), each in its own process with ``threads``
+    torch threads, as the classic benchmark's ``--jobs`` runs them.
+
+    :return: each learn's figures (``runs``) and their summed env steps/s: the rate at which the benchmark gets
+        through its runs on this machine.
+    """
+    context = multiprocessing.get_context("spawn")  # no forked torch or OpenMP state in the workers
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(_learn_speed_in_process, threads, steps, compile_model, algo, seed) for seed in range(jobs)]
+        runs = [future.result() for future in futures]
+    total = round(sum(run["env_steps_per_s"] for run in runs), 1)
+    return {"algo": algo, "jobs": jobs, "threads_each": threads, "steps": steps, "runs": runs, "env_steps_per_s": total}
 
 
 def main() -> None:
@@ -274,6 +297,9 @@ def main() -> None:
     parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
     learn_algos = "the classic benchmark's DreamerV2 settings to time --learn-steps with (classic_control.DREAMER)"
     parser.add_argument("--learn-algos", nargs="+", default=["dreamerv2"], help=learn_algos)
+    learn_jobs = "also time each --learn-algos learn with this many side by side (--threads each), as the classic "
+    learn_jobs += "benchmark's --jobs runs them: the rate the benchmark gets through its runs"
+    parser.add_argument("--learn-jobs", type=int, default=1, help=learn_jobs)
     parser.add_argument("--peer-python", help="a Python with sheeprl 0.8.4: time it too, same sizes and threads")
     rounds = "with --peer-python: rounds of (ours, sheeprl, sheeprl with our malloc setting), medians reported"
     parser.add_argument("--rounds", type=int, default=1, help=rounds)
@@ -318,6 +344,10 @@ def main() -> None:
         for algo in args.learn_algos:
             report["learn"].append(learn_speed(args.learn_steps, args.compile_model, algo))
             print(json.dumps(report["learn"][-1]), flush=True)
+            if args.learn_jobs > 1:
+                side = learn_speed_side_by_side(args.learn_jobs, args.threads, args.learn_steps, args.compile_model, algo)
+                report["learn"].append(side)
+                print(json.dumps(side), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 

@@ -68,6 +68,19 @@ def test_categorical_kl_matches_torch():
     assert th.allclose(categorical_kl(a, b), ref.sum(-1), atol=1e-5)
 
 
+def test_categoricals_are_float32_under_bf16_autocast():
+    """Under CPU bf16 autocast the log-probabilities and the KL are float32, as CUDA's autocast computes
+    ``log_softmax`` (CPU's does not: its bf16 kernel over a few classes is ~5x slower, and rounds to 3 digits)."""
+    logits = th.randn(6, 4, 8)
+    with th.autocast("cpu", dtype=th.bfloat16):
+        low = th.nn.functional.linear(logits, th.eye(8))  # bf16, as a layer's output under autocast
+        dist = OneHotST(low)
+        kl = categorical_kl(low, low.flip(0))
+    assert low.dtype == th.bfloat16
+    assert dist.log_probs.dtype == dist.probs.dtype == dist.sample().dtype == kl.dtype == th.float32
+    th.testing.assert_close(dist.log_probs, th.log_softmax(low.float(), -1))
+
+
 def test_straight_through_sample_is_onehot_with_gradients():
     th.manual_seed(0)
     logits = th.randn(64, 8, 5, requires_grad=True)

@@ -168,15 +168,19 @@ def test_world_model_heads_on_the_posterior_equal_the_plain_heads():
             th.testing.assert_close(a, b)
 
 
-def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_discount():
+@pytest.mark.parametrize("grad", [False, True])
+def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_discount(grad: bool):
     """The behavior loss imagines with ``last_heads=False``: the lambda-returns never read the last state's reward
-    and discount, so they are not predicted; everything else is what the full imagination gives."""
+    and discount, so they are not predicted; everything else is what the full imagination gives. Under autograd
+    (``dynamics``: the heads then read every state and their outputs are sliced) the gradients are those of the
+    heads applied to the states' slice."""
     model = WorldModel({"state": (5,)}, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
                        cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
     actor = Actor(model.rssm.feat_size, 3, True, layers=2, units=16, norm="none", min_std=0.1)
-    start = RSSMState(th.randn(8, 16), _onehot(8).detach(), th.zeros(8, 4, 5))
+    deter = th.randn(8, 16, requires_grad=grad)
+    start = RSSMState(deter, _onehot(8).detach(), th.zeros(8, 4, 5))
     terminal = (th.arange(8) % 3 == 0).float()
-    with th.no_grad():
+    with th.set_grad_enabled(grad):
         th.manual_seed(0)
         full = model.imagine(actor, start, terminal, horizon=5, gamma=0.99)
         th.manual_seed(0)
@@ -187,6 +191,19 @@ def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_disco
     th.testing.assert_close(short.discount, full.discount[:-1])
     for name in ("feat", "action", "weight", "actor_out"):
         th.testing.assert_close(getattr(short, name), getattr(full, name))
+    if not grad:
+        return
+
+    def deter_grad(reward: th.Tensor, discount: th.Tensor) -> th.Tensor:  # (5, N), (4, N)
+        loss = (reward * th.arange(1.0, 6.0)[:, None]).sum() + discount.square().sum()
+        return th.autograd.grad(loss, deter, retain_graph=True)[0]
+
+    reward = model.reward_head(short.feat[:5], short.onehot.at(slice(5))).squeeze(-1)
+    discount = 0.99 * th.sigmoid(model.discount_head(short.feat[1:5], short.onehot.at(slice(1, 5))).squeeze(-1))
+    expected = deter_grad(reward, discount)
+    assert expected.abs().sum() > 0
+    for traj in (short, full):
+        th.testing.assert_close(deter_grad(traj.reward[:5], traj.discount[1:5]), expected)
 
 
 @pytest.mark.parametrize("rows", [1, 37])

@@ -18,7 +18,8 @@ class OneHotST:
 
     def __init__(self, logits: th.Tensor):
         self.logits = logits
-        self.log_probs = F.log_softmax(logits, -1)
+        # In float32 also under CPU autocast, as CUDA's autocast computes log_softmax.
+        self.log_probs = F.log_softmax(logits.float(), -1)
         self.probs = self.log_probs.exp()
 
     def sample(self) -> th.Tensor:
@@ -54,8 +55,8 @@ def categorical_kl(lhs_logits: th.Tensor, rhs_logits: th.Tensor) -> th.Tensor:
     :param rhs_logits: (..., S, K)
     :return: (...)
     """
-    lhs_log = F.log_softmax(lhs_logits, -1)
-    rhs_log = F.log_softmax(rhs_logits, -1)
+    lhs_log = F.log_softmax(lhs_logits.float(), -1)
+    rhs_log = F.log_softmax(rhs_logits.float(), -1)
     return (lhs_log.exp() * (lhs_log - rhs_log)).sum((-2, -1))
 
 

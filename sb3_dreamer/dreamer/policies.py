@@ -17,7 +17,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_dreamer.common.distributions import OneHotST, TruncNormal
-from sb3_dreamer.common.networks import Decoder, Encoder, Norm, VectorObsNorm, mlp, preprocess_obs, split_keys
+from sb3_dreamer.common.networks import MLP, Decoder, Encoder, Norm, VectorObsNorm, mlp, preprocess_obs, split_keys
 from sb3_dreamer.common.onehot_linear import OneHotColumns
 from sb3_dreamer.common.optim import AdamW
 from sb3_dreamer.common.rssm import RSSM
@@ -248,10 +248,10 @@ class WorldModel(nn.Module):
         hot = th.stack([c.hot for c in columns])  # (H + 1, N, S)
         onehot = OneHotColumns(hot, self.rssm.deter_size, self.rssm.stoch_classes)
         end = horizon + 1 if last_heads else horizon  # the states whose reward and discount are predicted
-        reward = self.reward_head(feat[:end], onehot.at(slice(end))).squeeze(-1)
+        reward = _head_on_states(self.reward_head, feat, onehot, 0, end)
         first = gamma * (1.0 - start_is_terminal)[None]
         if self.discount_head is not None:
-            cont_logits = self.discount_head(feat[1:end], onehot.at(slice(1, end))).squeeze(-1)
+            cont_logits = _head_on_states(self.discount_head, feat, onehot, 1, end)
             discount = th.cat([first, gamma * th.sigmoid(cont_logits)], 0)
         else:
             discount = th.cat([first, th.full_like(reward[1:], gamma)], 0)
@@ -260,6 +260,20 @@ class WorldModel(nn.Module):
         with th.enable_grad():
             actor_out = th.stack(actor_outs)  # (H, N, A or 2A)
         return Imagination(feat, th.stack(actions), reward, discount, weight, actor_out, onehot)
+
+
+def _head_on_states(head: MLP, feat: th.Tensor, onehot: OneHotColumns, lo: int, hi: int) -> th.Tensor:
+    """A one-output head's predictions for the imagined states ``lo .. hi``.
+
+    Without autograd it reads only those states. With it, it reads the whole stack and its output is sliced: in
+    the backward pass a slice of the stack is a zero fill and a copy of the whole (H + 1, N, F) gradient, which
+    costs more than the head's extra rows (~15 ms of a classic ``dynamics`` update, one thread).
+
+    :param feat: (H + 1, N, F). :return: (hi - lo, N).
+    """
+    if th.is_grad_enabled():
+        return head(feat, onehot).squeeze(-1)[lo:hi]
+    return head(feat[lo:hi], onehot.at(slice(lo, hi))).squeeze(-1)
 
 
 def check_finite_observation(observation: np.ndarray | dict[str, np.ndarray]) -> None:
