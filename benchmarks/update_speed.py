@@ -9,6 +9,8 @@ take, and at what rate they run: the update's time if everything else cost nothi
     python benchmarks/update_speed.py --presets atari --updates 5 --compile-model --rounds 3 --peer-python ...
     python benchmarks/update_speed.py --presets classic --threads 1 --override '{"actor_grad": "dynamics"}' \
         --learn-steps 10000 --learn-algos dreamerv2 dreamerv2_last8     # the classic benchmark's settings
+    python benchmarks/update_speed.py --presets classic --threads 1 --override '{"actor_grad": "dynamics"}' \
+        --learn-steps 6000 --learn-jobs 2      # also two learns side by side, as classic_control.py runs them
 
 With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
 same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the

@@ -70,7 +70,7 @@ def test_categorical_kl_matches_torch():
 
 def test_categoricals_are_float32_under_bf16_autocast():
     """Under CPU bf16 autocast the log-probabilities and the KL are float32, as CUDA's autocast computes
-    ``log_softmax`` (CPU's does not: its bf16 kernel over a few classes is ~5x slower, and rounds to 3 digits)."""
+    ``log_softmax`` (CPU's does not: its bf16 kernel over a few classes is 7-20x slower, and rounds to 3 digits)."""
     logits = th.randn(6, 4, 8)
     with th.autocast("cpu", dtype=th.bfloat16):
         low = th.nn.functional.linear(logits, th.eye(8))  # bf16, as a layer's output under autocast
