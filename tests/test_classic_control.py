@@ -1,5 +1,10 @@
-"""benchmarks/classic_control.py runs the benchmark's runs side by side and hands each run's rows on as it ends."""
+"""benchmarks/classic_control.py runs the benchmark's runs side by side and hands each run's rows on as it ends;
+cartpole_endings.py names how an episode ended."""
 
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch as th
 
@@ -37,3 +42,30 @@ def test_a_failed_run_does_not_lose_the_others():
     with pytest.raises(RuntimeError, match="1 of 3 runs failed"):
         run_all(runs, episodes=1, threads=1, jobs=2, done=done.append, runner=failing_runner)
     assert sorted(rows[0]["seed"] for rows in done) == [0, 2]
+
+
+class _StartAt(gym.Wrapper):
+    """CartPole reset to a chosen state (x, x_dot, theta, theta_dot)."""
+
+    def __init__(self, state: tuple[float, float, float, float]):
+        super().__init__(gym.make("CartPole-v1"))
+        self.start = np.array(state, dtype=np.float64)
+
+    def reset(self, **kwargs):  # noqa: ANN003, ANN201
+        self.env.reset(**kwargs)
+        self.env.unwrapped.state = self.start.copy()
+        return self.start.astype(np.float32), {}
+
+
+class _PushRight:
+    def predict(self, obs, state, episode_start, deterministic):  # noqa: ANN001, ANN201
+        return np.array(1), None
+
+
+@pytest.mark.parametrize(("state", "ending"), [((2.35, 1.0, 0.0, 0.0), "position"), ((0.0, 0.0, -0.15, -1.0), "angle")])
+def test_episode_ending_says_how_cartpole_ended(state, ending):
+    from benchmarks.cartpole_endings import episode_ending
+
+    result = episode_ending(SimpleNamespace(policy=_PushRight()), _StartAt(state), seed=0)
+    assert result["ending"] == ending
+    assert 1 <= result["length"] < 10
