@@ -59,6 +59,7 @@ class EndingsEval(BaseCallback):
         self.next_eval += self.every
         env = gym.make("CartPole-v1")
         runs = [episode_ending(self.model, env, 10_000 + self.seed + i) for i in range(self.episodes)]
+        env.close()
         row = {
             "seed": self.seed,
             "step": self.num_timesteps,

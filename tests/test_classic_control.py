@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch as th
 
+from benchmarks.cartpole_endings import episode_ending
 from benchmarks.classic_control import Run, run_all
 
 
@@ -64,8 +65,6 @@ class _PushRight:
 
 @pytest.mark.parametrize(("state", "ending"), [((2.35, 1.0, 0.0, 0.0), "position"), ((0.0, 0.0, -0.15, -1.0), "angle")])
 def test_episode_ending_says_how_cartpole_ended(state, ending):
-    from benchmarks.cartpole_endings import episode_ending
-
     result = episode_ending(SimpleNamespace(policy=_PushRight()), _StartAt(state), seed=0)
     assert result["ending"] == ending
     assert 1 <= result["length"] < 10
