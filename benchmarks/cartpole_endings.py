@@ -19,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
@@ -76,6 +76,21 @@ class EndingsEval(BaseCallback):
         return True
 
 
+class SaveAt(BaseCallback):
+    """Save the model as ``save_dir/model_<step>.zip`` once the run passes each of ``steps``
+    (for ``cartpole_probe.py``)."""
+
+    def __init__(self, steps: list[int], save_dir: Path):
+        super().__init__()
+        self.steps, self.save_dir = sorted(steps), save_dir
+
+    def _on_step(self) -> bool:
+        while self.steps and self.num_timesteps >= self.steps[0]:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            self.model.save(self.save_dir / f"model_{self.steps.pop(0)}.zip")
+        return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="dreamerv2", help="the benchmark's settings (classic_control.DREAMER)")
@@ -84,13 +99,18 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=2_500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="JSON-lines file to append each evaluation to")
+    parser.add_argument("--override", default="{}", help="JSON of constructor arguments over the benchmark's")
+    parser.add_argument("--save-at", type=int, nargs="*", default=[], help="steps to save the model at")
+    parser.add_argument("--save-dir", type=Path, default=Path("cartpole_models"), help="where --save-at saves")
     args = parser.parse_args()
     if (args.algo, "CartPole-v1") not in DREAMER:
         parser.error(f"--algo {args.algo!r} has no CartPole settings; choose one of {sorted({a for a, _ in DREAMER})}")
     th.set_num_threads(args.threads)
     env = make_vec_env("CartPole-v1", n_envs=1, seed=args.seed)
-    model = DreamerV2("MlpPolicy", env, seed=args.seed, **DREAMER[(args.algo, "CartPole-v1")])
-    model.learn(args.steps, callback=EndingsEval(args.every, 10, args.seed, args.out))
+    settings = {**DREAMER[(args.algo, "CartPole-v1")], **json.loads(args.override)}
+    model = DreamerV2("MlpPolicy", env, seed=args.seed, **settings)
+    callbacks = [EndingsEval(args.every, 10, args.seed, args.out), SaveAt(args.save_at, args.save_dir)]
+    model.learn(args.steps, callback=CallbackList(callbacks))
 
 
 if __name__ == "__main__":

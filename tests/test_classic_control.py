@@ -1,5 +1,5 @@
 """benchmarks/classic_control.py runs the benchmark's runs side by side and hands each run's rows on as it ends;
-cartpole_endings.py names how an episode ended."""
+cartpole_endings.py names how an episode ended; cartpole_probe.py reads a model along its own episodes."""
 
 from types import SimpleNamespace
 
@@ -7,9 +7,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 
 from benchmarks.cartpole_endings import episode_ending
+from benchmarks.cartpole_probe import decode_obs, open_loop_errors, probe, probe_episode
 from benchmarks.classic_control import Run, run_all
+from sb3_dreamer import DreamerV2
 
 
 def fake_runner(algo, task, seed, episodes, threads):
@@ -68,3 +71,41 @@ def test_episode_ending_says_how_cartpole_ended(state, ending):
     result = episode_ending(SimpleNamespace(policy=_PushRight()), _StartAt(state), seed=0)
     assert result["ending"] == ending
     assert 1 <= result["length"] < 10
+
+
+def _untrained_cartpole_model() -> DreamerV2:
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=0)
+    model = DreamerV2.from_preset("debug", "MlpPolicy", env, seed=0, normalize_obs=True)
+    norm = model.policy.world_model.obs_norm
+    norm.set_statistics({"obs": th.tensor([[0.0, -1.0, 0.1, 0.0], [0.4, 1.0, -0.1, 2.0]])})  # std != 1, mean != 0
+    return model
+
+
+def test_the_probe_decodes_in_env_units_and_starts_its_open_loop_at_the_posterior():
+    model = _untrained_cartpole_model()
+    world_model = model.policy.world_model
+    th.manual_seed(0)
+    episode = probe_episode(model, gym.make("CartPole-v1"), seed=3)
+    assert len(episode.rows) == len(episode.latents) == len(episode.obs) >= 8
+    with th.no_grad():
+        standardised = world_model.decoder(episode.latents[0].feat())["obs"][0]
+        decoded = decode_obs(world_model, episode.latents[0])[0]
+    th.testing.assert_close(decoded, standardised * world_model.obs_norm.std + world_model.obs_norm.mean)
+
+    horizon = 3
+    assert open_loop_errors(world_model, episode, every=1, horizon=horizon).shape == (len(episode.obs) - horizon, 4, 4)
+    th.manual_seed(1)
+    errors = open_loop_errors(world_model, episode, every=100, horizon=horizon)  # from the first state only
+    np.testing.assert_allclose(errors[0, 0], decoded.numpy() - episode.obs[0], rtol=1e-5, atol=1e-6)  # posterior
+    th.manual_seed(1)
+    with th.no_grad():  # step 1: the prior after the action taken on the first observation
+        prior = world_model.rssm.img_step(episode.latents[0], episode.actions[0], sample=True)
+        expected = decode_obs(world_model, prior)[0].numpy() - episode.obs[1]
+    np.testing.assert_allclose(errors[0, 1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_probe_bins_every_step_once():
+    summary = probe(_untrained_cartpole_model(), episodes=2, seed=0)
+    assert sum(row["steps"] for row in summary["by_abs_x"]) == sum(summary["lengths"])
+    assert all(0.5 <= row["confidence"] <= 1.0 for row in summary["by_abs_x"])
+    assert summary["open_loop_abs_error_x"] == []  # untrained episodes are shorter than the open-loop horizon
