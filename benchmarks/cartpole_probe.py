@@ -1,4 +1,5 @@
-"""What a CartPole agent believes along its own deterministic episodes: the critic's value, the predicted
+"""What a CartPole agent believes along its own deterministic episodes: the critic's value (beside the discounted
+return that really followed, one reward per step), the predicted
 continuation, the KL between posterior and prior and the actor's confidence, binned by the cart's distance from
 the centre (and the value by whether the cart moves outwards); then the world model's open-loop error on x and
 the pole angle k steps ahead, imagining from each posterior state with the actions really taken (sampled latents,
@@ -77,6 +78,10 @@ def probe_episode(model: DreamerV2, env: gym.Env, seed: int) -> EpisodeProbe:
         observations.append(obs)
         obs, _, terminated, truncated, _ = env.step(int(action.argmax(-1)))
         if terminated or truncated:
+            discounted = 0.0  # the return still to come from each step, discounted as the critic's target is
+            for row in reversed(rows):
+                discounted = 1.0 + model.gamma * discounted
+                row["return_to_go"] = discounted  # a lower bound after a truncation at 500 steps
             return EpisodeProbe(rows, latents, actions, np.array(observations))
 
 
@@ -106,7 +111,8 @@ def summarise(episodes: list[EpisodeProbe], errors: np.ndarray) -> dict[str, Any
     frame["bin"] = pd.cut(frame.x.abs(), X_BINS).astype(str)
     frame["outwards"] = np.sign(frame.x) * np.sign(frame.x_dot) > 0
     by_bin = frame.groupby("bin", sort=False).agg(
-        steps=("value", "size"), value=("value", "mean"), continuation=("continuation", "mean"),
+        steps=("value", "size"), value=("value", "mean"), return_to_go=("return_to_go", "mean"),
+        continuation=("continuation", "mean"),
         min_continuation=("continuation", "min"), kl=("kl", "mean"), confidence=("confidence", "mean"),
     )  # fmt: skip
     by_bin["value_outwards"] = frame[frame.outwards].groupby("bin").value.mean()

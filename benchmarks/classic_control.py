@@ -58,13 +58,18 @@ _SESSION5: dict[str, dict[str, Any]] = {
 }
 # `dreamerv2_last8` / `dreamerv2_last16`: the same, imagining only from the last 8 / 16 posterior states of each
 # 32-step window (`imagination_starts`, DreamerV3's `imag_last`): 128 / 256 imagined trajectories per update
-# instead of 512.
+# instead of 512. `dreamerv2_last8_h45`: 128 trajectories of 45 steps instead of 15 (3/4 of the imagined states
+# of 512 x 15; session 18: the critic then learns how the value falls towards the track's ends).
 DREAMER: dict[tuple[str, str], dict[str, Any]] = {
     **{("dreamerv2", task): settings for task, settings in _SESSION5.items()},
     **{
         (f"dreamerv2_last{starts}", task): {**settings, "imagination_starts": starts}
         for task, settings in _SESSION5.items()
         for starts in (8, 16)
+    },
+    **{
+        ("dreamerv2_last8_h45", task): {**settings, "imagination_starts": 8, "imagination_horizon": 45}
+        for task, settings in _SESSION5.items()
     },
 }
 
