@@ -56,12 +56,12 @@ def probe_episode(model: DreamerV2, env: gym.Env, seed: int) -> EpisodeProbe:
     obs, _ = env.reset(seed=seed)
     state, start = policy.initial_state(1), th.ones(1)
     rows, latents, actions, observations = [], [], [], []
+    head = world_model.discount_head
     while True:
         action, state = policy.act({"obs": th.as_tensor(obs, dtype=th.float32)[None]}, state, start, deterministic=True)
         start = th.zeros(1)
         latent = state.latent
         feat = latent.feat()
-        head = world_model.discount_head
         probs = th.softmax(policy.actor.net(feat), -1)[0]
         rows.append(
             {
