@@ -6,7 +6,7 @@ import torch as th
 
 from sb3_dreamer.common.distributions import OneHotST
 from sb3_dreamer.common.networks import mlp
-from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_columns_grad, onehot_linear
+from sb3_dreamer.common.onehot_linear import SPARSE_MIN_CLASSES, OneHotColumns, onehot_columns_grad, onehot_linear
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import RSSMState
 from sb3_dreamer.dreamer.policies import Actor, WorldModel
@@ -44,14 +44,15 @@ def test_columns_of_a_one_hot_are_its_classes():
     assert ((hot >= 0) & (hot < 5)).all()
 
 
+@pytest.mark.parametrize("classes", [5, SPARSE_MIN_CLASSES], ids=["dense-weight-grad", "sparse-weight-grad"])
 @pytest.mark.parametrize(
     ("dense_before", "dense_after", "bias"),
     [(6, 0, True), (0, 3, True), (0, 0, True), (6, 3, False)],
     ids=["feat-layout", "img_in-layout", "one-hot-only", "no-bias"],
 )
-def test_onehot_linear_equals_linear_with_its_gradients(dense_before: int, dense_after: int, bias: bool):
+def test_onehot_linear_equals_linear_with_its_gradients(dense_before: int, dense_after: int, bias: bool, classes: int):
     th.manual_seed(0)
-    onehot = _onehot(30)  # (30, 4, 5): 20 one-hot columns
+    onehot = _onehot(30, classes=classes)  # (30, 4, classes)
     x = th.cat([th.randn(30, dense_before), onehot.flatten(-2), th.randn(30, dense_after)], -1)
     x = x.detach().requires_grad_()
     layer = th.nn.Linear(x.shape[-1], 7, bias=bias)

@@ -12,8 +12,9 @@ rows and 400 outputs, the one-hot part takes ~5 ms against ~31 ms as a matmul.
 The gradients are ``nn.Linear``'s, so the layer is the same function under autograd. The weight's gradient
 ``G^T x`` is, in the one-hot columns, a sum of ``G``'s rows per column: a sparse product (MKL's, through a CSR
 matrix of the ones, ``onehot_columns_grad``), ~2.4x faster than the dense matmul at 12,000 rows (21.5 against
-52.2 ms on a 2-core CPU, 400 outputs). Used on CPUs without autocast (eager or under ``torch.compile``), where it
-was measured; on GPUs and under autocast it is plain ``F.linear``.
+52.2 ms on a 2-core CPU, 400 outputs). It pays only where few of the columns are ones (``SPARSE_MIN_CLASSES``);
+with fewer classes the weight's gradient is the dense product. Used on CPUs without autocast (eager or under
+``torch.compile``), where it was measured; on GPUs and under autocast it is plain ``F.linear``.
 """
 
 import warnings
@@ -22,6 +23,14 @@ from typing import Any, NamedTuple
 import torch as th
 import torch.nn.functional as F
 from torch import nn
+
+# The weight's gradient in the one-hot columns is a sparse product from this many classes a group (a 1/32 or
+# smaller share of ones). One thread of a 2-core CPU, the sparse against the dense product: at 32 classes
+# 8-16 against 18-30 ms at 800 rows (32 groups, 400-600 outputs), 153-159 against 263-265 ms at 12,000 rows
+# (400 outputs); at 16 classes 1.6 against 1.4-1.5 ms at 800 rows and 0.5-0.7 against 0.1 ms at 128 rows (16 groups,
+# 128 outputs: the classic presets' actor, once per imagined step), where building the CSR costs more than
+# the product.
+SPARSE_MIN_CLASSES = 32
 
 
 class OneHotColumns(NamedTuple):
@@ -102,7 +111,10 @@ class _OneHotLinear(th.autograd.Function):
 
 
 def _weight_grad(grad: th.Tensor, x: th.Tensor, index: th.Tensor, start: int, end: int) -> th.Tensor:
-    """``grad^T @ x`` (out, in): the one-hot columns ``start .. end`` as a sparse product, the others dense."""
+    """``grad^T @ x`` (out, in): the one-hot columns ``start .. end`` as a sparse product where they have
+    ``SPARSE_MIN_CLASSES`` classes or more, the others dense."""
+    if (end - start) // index.shape[1] < SPARSE_MIN_CLASSES:
+        return grad.t() @ x
     parts = [grad.t() @ x[:, :start]] if start > 0 else []
     parts.append(onehot_columns_grad(grad, index, end - start))
     if end < x.shape[1]:
