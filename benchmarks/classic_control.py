@@ -60,8 +60,9 @@ _SESSION5: dict[str, dict[str, Any]] = {
 # 32-step window (`imagination_starts`, DreamerV3's `imag_last`): 128 / 256 imagined trajectories per update
 # instead of 512. `dreamerv2_last8_h45`: 128 trajectories of 45 steps instead of 15 (3/4 of the imagined states
 # of 512 x 15; session 18: the critic then learns how the value falls towards the track's ends).
-# `dreamerv2_last8_h45_half`: that with half the updates (`train_freq` doubled: CartPole every 20 steps, Pendulum
-# every 10).
+# `..._half`: with half the updates (`train_freq` doubled: CartPole every 20 steps, Pendulum every 10).
+_LAST8 = {"imagination_starts": 8}
+_LAST8_H45 = {"imagination_starts": 8, "imagination_horizon": 45}
 DREAMER: dict[tuple[str, str], dict[str, Any]] = {
     **{("dreamerv2", task): settings for task, settings in _SESSION5.items()},
     **{
@@ -69,18 +70,11 @@ DREAMER: dict[tuple[str, str], dict[str, Any]] = {
         for task, settings in _SESSION5.items()
         for starts in (8, 16)
     },
+    **{("dreamerv2_last8_h45", task): {**settings, **_LAST8_H45} for task, settings in _SESSION5.items()},
     **{
-        ("dreamerv2_last8_h45", task): {**settings, "imagination_starts": 8, "imagination_horizon": 45}
+        (f"{name}_half", task): {**settings, **changes, "train_freq": 2 * settings["train_freq"]}
         for task, settings in _SESSION5.items()
-    },
-    **{
-        ("dreamerv2_last8_h45_half", task): {
-            **settings,
-            "imagination_starts": 8,
-            "imagination_horizon": 45,
-            "train_freq": 2 * settings["train_freq"],
-        }
-        for task, settings in _SESSION5.items()
+        for name, changes in (("dreamerv2_last8", _LAST8), ("dreamerv2_last8_h45", _LAST8_H45))
     },
 }
 

@@ -11,6 +11,8 @@ take, and at what rate they run: the update's time if everything else cost nothi
         --learn-steps 10000 --learn-algos dreamerv2 dreamerv2_last8     # the classic benchmark's settings
     python benchmarks/update_speed.py --presets classic --threads 1 --override '{"actor_grad": "dynamics"}' \
         --learn-steps 6000 --learn-jobs 2      # also two learns side by side, as classic_control.py runs them
+    python benchmarks/update_speed.py --presets classic --threads 1 --override '{"imagination_starts": 8}' \
+        --learn-steps 4000 --learn-task Pendulum-v1 --learn-algos dreamerv2_last8_half --learn-jobs 2
 
 With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
 same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the
@@ -251,17 +253,18 @@ def side_by_side(model: DreamerV2, first: float, preset: str, updates: int, args
     return row
 
 
-def learn_speed(steps: int, compile_model: bool = False, algo: str = "dreamerv2", seed: int = 0) -> dict:
-    """Env steps/s of a whole ``learn`` on CartPole-v1 with the classic benchmark's settings for ``algo`` (a
-    DreamerV2 entry of ``classic_control.DREAMER``: ``train_freq`` 10, ``actor_grad="dynamics"``)."""
+def learn_speed(steps: int, compile_model: bool = False, algo: str = "dreamerv2", seed: int = 0,
+                task: str = "CartPole-v1") -> dict:  # fmt: skip
+    """Env steps/s of a whole ``learn`` on ``task`` with the classic benchmark's settings for ``algo`` (a
+    DreamerV2 entry of ``classic_control.DREAMER``, e.g. CartPole's ``train_freq`` 10, ``actor_grad="dynamics"``)."""
     sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
     from benchmarks.classic_control import DREAMER
 
-    model = DreamerV2("MlpPolicy", "CartPole-v1", seed=seed, compile_model=compile_model, **DREAMER[(algo, "CartPole-v1")])
+    model = DreamerV2("MlpPolicy", task, seed=seed, compile_model=compile_model, **DREAMER[(algo, task)])
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
-    return {"task": "CartPole-v1", "algo": algo, "compile_model": compile_model, "steps": steps, "updates": model._n_updates,
+    return {"task": task, "algo": algo, "compile_model": compile_model, "steps": steps, "updates": model._n_updates,
             "seconds": round(seconds, 1), "env_steps_per_s": round(steps / seconds, 1)}  # fmt: skip
 
 
@@ -270,7 +273,7 @@ def _learn_speed_in_process(threads: int, *args: Any) -> dict:
     return learn_speed(*args)
 
 
-def learn_speed_side_by_side(jobs: int, threads: int, steps: int, compile_model: bool, algo: str) -> dict:
+def learn_speed_side_by_side(jobs: int, threads: int, steps: int, compile_model: bool, algo: str, task: str) -> dict:
     """``learn_speed`` of ``jobs`` learns at once (seeds 0, 1, ...), each in its own process with ``threads``
     torch threads, as the classic benchmark's ``--jobs`` runs them.
 
@@ -279,10 +282,13 @@ def learn_speed_side_by_side(jobs: int, threads: int, steps: int, compile_model:
     """
     context = multiprocessing.get_context("spawn")  # no forked torch or OpenMP state in the workers
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_learn_speed_in_process, threads, steps, compile_model, algo, seed) for seed in range(jobs)]
+        futures = [
+            pool.submit(_learn_speed_in_process, threads, steps, compile_model, algo, seed, task) for seed in range(jobs)
+        ]
         runs = [future.result() for future in futures]
     total = round(sum(run["env_steps_per_s"] for run in runs), 1)
-    return {"algo": algo, "jobs": jobs, "threads_each": threads, "steps": steps, "runs": runs, "env_steps_per_s": total}
+    return {"task": task, "algo": algo, "jobs": jobs, "threads_each": threads, "steps": steps, "runs": runs,
+            "env_steps_per_s": total}  # fmt: skip
 
 
 def main() -> None:
@@ -296,7 +302,8 @@ def main() -> None:
     parser.add_argument("--compile-model", action="store_true", help="our update with compile_model=True")
     no_keep = "ours with keep_host_memory=False (glibc's malloc left as it is; the whole process)"
     parser.add_argument("--no-keep-host-memory", action="store_true", help=no_keep)
-    parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole CartPole learn of this many steps")
+    parser.add_argument("--learn-steps", type=int, default=0, help="also time a whole learn of this many steps")
+    parser.add_argument("--learn-task", default="CartPole-v1", choices=["CartPole-v1", "Pendulum-v1"], help="of --learn-steps")
     learn_algos = "the classic benchmark's DreamerV2 settings to time --learn-steps with (classic_control.DREAMER)"
     parser.add_argument("--learn-algos", nargs="+", default=["dreamerv2"], help=learn_algos)
     learn_jobs = "also time each --learn-algos learn with this many side by side (--threads each), as the classic "
@@ -343,11 +350,12 @@ def main() -> None:
     }
     if args.learn_steps:
         report["learn"] = []
+        learn = (args.learn_steps, args.compile_model)
         for algo in args.learn_algos:
-            report["learn"].append(learn_speed(args.learn_steps, args.compile_model, algo))
+            report["learn"].append(learn_speed(*learn, algo, task=args.learn_task))
             print(json.dumps(report["learn"][-1]), flush=True)
             if args.learn_jobs > 1:
-                side = learn_speed_side_by_side(args.learn_jobs, args.threads, args.learn_steps, args.compile_model, algo)
+                side = learn_speed_side_by_side(args.learn_jobs, args.threads, *learn, algo, args.learn_task)
                 report["learn"].append(side)
                 print(json.dumps(side), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
