@@ -153,7 +153,7 @@ def run_one(algo: str, task: str, seed: int, episodes: int, threads: int) -> lis
 def summarise(frame: pd.DataFrame) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for (task, algo), group in frame.groupby(["task", "algo"]):
-        final = group.sort_values("step").groupby("seed").tail(1)
+        final = group.sort_values("step").groupby("seed").tail(1).sort_values("seed")  # per seed, in seed order
         best = group.groupby("seed")["return_mean"].max()
         entry = {
             "seeds": sorted(final["seed"].tolist()),
