@@ -61,22 +61,20 @@ _SESSION5: dict[str, dict[str, Any]] = {
 # instead of 512. `dreamerv2_last8_h45`: 128 trajectories of 45 steps instead of 15 (3/4 of the imagined states
 # of 512 x 15; session 18: the critic then learns how the value falls towards the track's ends).
 # `..._half`: with half the updates (`train_freq` doubled: CartPole every 20 steps, Pendulum every 10).
-_LAST8 = {"imagination_starts": 8}
-_LAST8_H45 = {"imagination_starts": 8, "imagination_horizon": 45}
-DREAMER: dict[tuple[str, str], dict[str, Any]] = {
-    **{("dreamerv2", task): settings for task, settings in _SESSION5.items()},
-    **{
-        (f"dreamerv2_last{starts}", task): {**settings, "imagination_starts": starts}
-        for task, settings in _SESSION5.items()
-        for starts in (8, 16)
-    },
-    **{("dreamerv2_last8_h45", task): {**settings, **_LAST8_H45} for task, settings in _SESSION5.items()},
-    **{
-        (f"{name}_half", task): {**settings, **changes, "train_freq": 2 * settings["train_freq"]}
-        for task, settings in _SESSION5.items()
-        for name, changes in (("dreamerv2_last8", _LAST8), ("dreamerv2_last8_h45", _LAST8_H45))
-    },
+_VARIANTS: dict[str, dict[str, Any]] = {
+    "dreamerv2": {},
+    "dreamerv2_last8": {"imagination_starts": 8},
+    "dreamerv2_last16": {"imagination_starts": 16},
+    "dreamerv2_last8_h45": {"imagination_starts": 8, "imagination_horizon": 45},
 }
+DREAMER: dict[tuple[str, str], dict[str, Any]] = {
+    (name, task): {**settings, **changes} for name, changes in _VARIANTS.items() for task, settings in _SESSION5.items()
+}
+DREAMER.update({
+    (f"{name}_half", task): {**DREAMER[(name, task)], "train_freq": 2 * DREAMER[(name, task)]["train_freq"]}
+    for name in ("dreamerv2_last8", "dreamerv2_last8_h45")
+    for task in _SESSION5
+})  # fmt: skip
 
 
 def _lin(start: float):  # noqa: ANN202
