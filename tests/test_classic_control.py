@@ -5,13 +5,14 @@ from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from benchmarks.cartpole_endings import episode_ending
 from benchmarks.cartpole_probe import decode_obs, open_loop_errors, probe, probe_episode
-from benchmarks.classic_control import Run, run_all
+from benchmarks.classic_control import DEFAULT, Run, pooled, run_all
 from sb3_dreamer import DreamerV2
 
 
@@ -38,6 +39,17 @@ def failing_runner(algo, task, seed, episodes, threads):
     if seed == 1:
         raise ValueError("diverged")
     return fake_runner(algo, task, seed, episodes, threads)
+
+
+def test_runs_of_the_defaults_settings_are_pooled_under_its_name():
+    frame = pd.DataFrame({
+        "algo": ["dreamerv2_last8_h45_half", "dreamerv2_last8_half", "dreamerv2_last8_half", "dreamerv2", "ppo"],
+        "task": ["CartPole-v1", "CartPole-v1", "Pendulum-v1", "CartPole-v1", "CartPole-v1"],
+        "seed": [0, 1, 2, 3, 4],
+    })  # fmt: skip
+    pooled_frame = pooled(frame)
+    assert pooled_frame["algo"].tolist() == [DEFAULT, "dreamerv2_last8_half", DEFAULT, "dreamerv2", "ppo"]
+    assert frame["algo"].iloc[0] == "dreamerv2_last8_h45_half"  # the rows as written are left alone
 
 
 def test_a_failed_run_does_not_lose_the_others():
