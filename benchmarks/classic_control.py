@@ -6,7 +6,7 @@ same env-step budget, several seeds, deterministic evaluation with ``evaluate_po
     python benchmarks/classic_control.py --seeds 0 --tasks Pendulum-v1 --algos dreamerv2
 
 DreamerV2 runs with ``dreamerv2_fast`` by default (since session 21; the settings of ``hyperparams/dreamerv2.yml``):
-per task the cheapest setting measured to keep the bar, 2.8x-3.7x faster than ``dreamerv2`` (every update, all
+per task the cheapest setting measured to keep the bar, ~3.4x faster than ``dreamerv2`` (every update, all
 imagination starts), the settings of sessions 5-20.
 
 Bars (median over seeds of the final evaluation): CartPole-v1 >= 475 within 50k steps, Pendulum-v1 >= -250
