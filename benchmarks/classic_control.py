@@ -11,7 +11,8 @@ imagination starts), the settings of sessions 5-20.
 
 Bars (median over seeds of the final evaluation): CartPole-v1 >= 475 within 50k steps, Pendulum-v1 >= -250
 within 20k steps. Results are appended run by run to ``benchmarks/results/classic/curves.csv`` (so a crash
-loses nothing finished) and summarised in ``summary.json`` and ``<task>.png``.
+loses nothing finished) and summarised in ``summary.json``, ``<task>.png`` (the default, ``dreamerv2`` and rl-zoo3's
+agents) and ``<task>_all.png`` (every entry).
 """
 
 import argparse
@@ -274,11 +275,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "curves.csv"
 
+    def refresh() -> str:
+        """Rewrite ``summary.json`` and the figures from ``curves.csv``; return the summary's text."""
+        frame = pooled(pd.read_csv(csv))
+        text = json.dumps(summarise(frame), indent=2)
+        (args.out / "summary.json").write_text(text)
+        plot(frame, args.out)
+        return text
+
     def done(rows: list[dict[str, Any]]) -> None:
         pd.DataFrame(rows).to_csv(csv, mode="a", header=not csv.exists(), index=False)
-        frame = pooled(pd.read_csv(csv))
-        (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
-        plot(frame, args.out)
+        refresh()
 
     if not args.summarise_only:
         runs = [
@@ -288,10 +295,7 @@ def main() -> None:
             for seed in args.seeds
         ]
         run_all(runs, args.episodes, threads, args.jobs, done)
-    frame = pooled(pd.read_csv(csv))
-    (args.out / "summary.json").write_text(json.dumps(summarise(frame), indent=2))
-    plot(frame, args.out)
-    print(json.dumps(summarise(frame), indent=2))
+    print(refresh())
 
 
 if __name__ == "__main__":
