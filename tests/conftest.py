@@ -44,6 +44,19 @@ class ImageEnv(gym.Env):
         return self._obs(), float(abs(self.pos - 32) < 4), False, self.t >= 20, {}
 
 
+class SpacesEnv(gym.Env):
+    """An env that only carries spaces: ``reset`` and ``step`` return samples of the observation space."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     threads = th.get_num_threads()

@@ -6,8 +6,8 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from benchmarks.update_speed import SpacesEnv
 from sb3_dreamer import DreamerV2
+from tests.conftest import SpacesEnv
 
 
 def _model(compile_model: bool, continuous: bool = False) -> DreamerV2:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from benchmarks.update_speed import SpacesEnv
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from tests.conftest import SpacesEnv
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402

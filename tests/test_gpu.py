@@ -46,7 +46,7 @@ def _filled(discrete: bool, **kwargs) -> DreamerV2:  # noqa: ANN003
     import numpy as np
     from gymnasium import spaces
 
-    from benchmarks.update_speed import SpacesEnv
+    from tests.conftest import SpacesEnv
 
     action_space = spaces.Discrete(3) if discrete else spaces.Box(-1, 1, (2,), np.float32)
     env = SpacesEnv(spaces.Box(-1, 1, (5,), np.float32), action_space)

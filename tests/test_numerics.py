@@ -5,8 +5,8 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from benchmarks.update_speed import SpacesEnv
 from sb3_dreamer import DreamerV2
+from tests.conftest import SpacesEnv
 
 
 def _model(tmp_path, reward: float, obs_value: float | None = None) -> DreamerV2:  # noqa: ANN001

@@ -14,9 +14,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from benchmarks.update_speed import SpacesEnv
 from sb3_dreamer import PRESETS, DreamerV2
-from tests.conftest import ImageEnv
+from tests.conftest import ImageEnv, SpacesEnv
 
 DEBUG = PRESETS["debug"]
 
