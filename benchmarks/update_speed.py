@@ -7,23 +7,23 @@ take, and at what rate they run: the update's time if everything else cost nothi
     python benchmarks/update_speed.py --presets classic --threads 1
     python benchmarks/update_speed.py --presets atari classic --peer-python /work/sheeprl_venv/bin/python
     python benchmarks/update_speed.py --presets atari --updates 5 --compile-model --rounds 3 --peer-python ...
-    python benchmarks/update_speed.py --presets classic --threads 1 --override '{"actor_grad": "dynamics"}' \
-        --learn-steps 10000 --learn-algos dreamerv2 dreamerv2_last8     # the classic benchmark's settings
-    python benchmarks/update_speed.py --presets classic --threads 1 --override '{"actor_grad": "dynamics"}' \
-        --learn-steps 6000 --learn-jobs 2      # also two learns side by side, as classic_control.py runs them
-    python benchmarks/update_speed.py --presets classic --threads 1 --override '{"imagination_starts": 8}' \
-        --learn-steps 4000 --learn-task Pendulum-v1 --learn-algos dreamerv2_last8_half --learn-jobs 2
+    python benchmarks/update_speed.py --presets classic --threads 2 --override '{"actor_grad": "dynamics"}' \
+        --learn-steps 6000 --learn-algos dreamerv2     # a CartPole learn with the classic benchmark's dreamerv2
+    python benchmarks/update_speed.py --presets classic --threads 1 \
+        --override '{"actor_grad": "dynamics", "imagination_starts": 8, "imagination_horizon": 45}' \
+        --learn-steps 6000 --learn-algos dreamerv2_fast --learn-jobs 2   # also two side by side, as it runs them
+    python benchmarks/update_speed.py --plot   # atari_vs_sheeprl.png from results/update_speed/atari_compiled_run*.json
 
 With ``--peer-python`` (a Python with ``torch==2.13.0 sheeprl==0.8.4``, see ``peers/sheeprl_dreamer_v2.py``) the
 same invocation also times sheeprl's DreamerV2 at the same architecture and batch, right after ours, with the
-same number of threads, and reports our time as a fraction of theirs (the issue's target: at most 0.5): once as
+same number of threads, and reports our time as a fraction of theirs: once as
 sheeprl ships, once with glibc's malloc set as our ``keep_host_memory`` (default) sets it, through its environment.
 ``--rounds N`` alternates the three N times (ours, sheeprl, sheeprl with our setting, ours, ...) and reports each
 one's median, with every round listed: the machine drifts by 5-10 % over an invocation, and a ratio near 0.5
 should not depend on which side the drift fell.
 
-Writes ``benchmarks/results/update_speed.json``. Data are random (the cost of an update does not depend on
-them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; DMC: 64x64x3, 1-D Box).
+Writes ``benchmarks/results/update_speed/update_speed.json`` (``--out``). Data are random (the cost of an update
+does not depend on them); the spaces are those of the preset's domain (Atari: 64x64x1, 18 actions; DMC: 64x64x3, 1-D Box).
 """
 
 import argparse
@@ -47,7 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_dreamer import DreamerV2
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results" / "update_speed"
 
 DOMAINS = {
     "atari": ("CnnPolicy", spaces.Box(0, 255, (64, 64, 1), np.uint8), spaces.Discrete(18)),
@@ -291,6 +291,42 @@ def learn_speed_side_by_side(jobs: int, threads: int, steps: int, compile_model:
             "env_steps_per_s": total}  # fmt: skip
 
 
+def plot_runs(folder: Path = RESULTS) -> Path:
+    """Bars of every fp32 ``atari`` run with sheeprl beside it (``atari_compiled_run*.json`` in ``folder``): our
+    seconds per update against sheeprl's, as shipped and with our malloc setting, and the ratio per run.
+
+    :return: the figure's path, ``folder / "atari_vs_sheeprl.png"``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for path in sorted(folder.glob("atari_compiled_run*.json")):
+        row = next(r for r in json.loads(path.read_text())["results"] if r["preset"] == "atari")
+        runs.append((path.stem.removeprefix("atari_compiled_"), row))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    xs = np.arange(len(runs))
+    series = [("ours", "seconds_per_update", "tab:purple"),
+              ("sheeprl 0.8.4", "sheeprl_0.8.4_seconds_per_update", "tab:gray"),
+              ("sheeprl 0.8.4, our malloc setting", "sheeprl_0.8.4_keep_memory_seconds_per_update", "silver")]  # fmt: skip
+    for offset, (label, key, color) in zip((-0.27, 0.0, 0.27), series):
+        ax.bar(xs + offset, [row[key] for _, row in runs], width=0.27, label=label, color=color)
+    for x, (_, row) in zip(xs, runs):
+        ax.annotate(f"{row['ours_over_sheeprl']:.2f}x", (x - 0.27, row["seconds_per_update"]), ha="center",
+                    va="bottom", fontsize=8)  # fmt: skip
+    ax.set_xticks(xs, [name for name, _ in runs])
+    ax.set(ylabel="seconds per update", title="atari preset, fp32, compile_model, 2 CPU threads: ours / sheeprl")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = folder / "atari_vs_sheeprl.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["atari", "dmc_vision", "classic"], choices=sorted(DOMAINS))
@@ -315,7 +351,11 @@ def main() -> None:
     override = "JSON of constructor arguments over the presets' (ours only, so not with --peer-python), e.g. the "
     override += """classic benchmark's '{"actor_grad": "dynamics"}'"""
     parser.add_argument("--override", type=json.loads, default={}, help=override)
+    parser.add_argument("--plot", action="store_true", help="only plot the committed atari runs against sheeprl")
     args = parser.parse_args()
+    if args.plot:
+        print(plot_runs())
+        return
     if args.override and args.peer_python:
         parser.error("--override changes only our side: time the peer without it")
     th.set_num_threads(args.threads)
