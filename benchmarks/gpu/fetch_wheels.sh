@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run HERE (a machine with PyPI and Debian access), in the repository root, before a GPU lease: puts the
+# Run on a machine with PyPI and Debian access, in the repository root, before a GPU run: puts the
 # Python 3.12 wheels the GPU image lacks into .whl/ and the EGL libraries into .gl/ (both git-ignored through
 # .git/info/exclude), about 55 MiB together. dm_control's wheel is repacked without its locomotion assets
 # (82 MB unpacked; the Control Suite does not use them) to fit the 64 MiB a call may carry.

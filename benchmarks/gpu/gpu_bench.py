@@ -1,4 +1,5 @@
-"""GPU figures of the throughput issue in one run of at most ~8 minutes, written to ``--out`` as they come.
+"""The GPU figures (updates/s, ``predict`` latency, end-to-end frames/s) in one run of at most ~8 minutes,
+written to ``--out`` as they come.
 
     python benchmarks/gpu/gpu_bench.py --out $OUT            # on the lent GPU (see benchmarks/gpu/README.md)
     python benchmarks/gpu/gpu_bench.py --quick --device cpu  # a smoke run of every part on a CPU
