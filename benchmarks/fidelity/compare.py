@@ -1,0 +1,639 @@
+"""Compare our DreamerV2 update with the reference's recorded one (``reference_dump.py``), quantity by quantity.
+
+Runs in the project's virtual environment (torch only, no TensorFlow):
+
+    .venv/bin/python benchmarks/fidelity/compare.py
+
+For each ``tests/data/fidelity_<config>.npz`` it builds our agent at the same sizes and hyperparameters, copies
+the reference's weights into ours through ONE name map (:func:`name_map`), feeds the same batch, replays the
+reference's random draws through our own samplers (:class:`Replay`) and compares every recorded quantity.
+Stages are compared from the reference's inputs (the behaviour stage starts from the reference's stepped world
+model and posterior), so one difference does not hide the next.
+
+Two passes per configuration:
+
+- ``as_is``: our code as it is.
+- ``aligned``: the known findings neutralised from the outside (no change to ``sb3_dreamer``): the GRU's LayerNorm
+  epsilon set to Keras' 1e-3, the discount head's target set to the reference's ``gamma * (1 - is_terminal)`` (through
+  ``is_terminal``), its imagined discount set to the reference's ``sigmoid(logit)`` (a wrapper around the head), and
+  Adam's epsilon set to ``eps / sqrt(1 - beta2)``, which is Keras' "epsilon hat" exactly at the first step. What still
+  differs there is a further finding.
+
+Error measure per quantity: ``max |ours - ref|`` and ``max |ours - ref| / max |ref|`` (relative to the quantity's
+largest magnitude, so that values near zero do not blow it up). Tolerance 1e-5 relative.
+Writes ``benchmarks/results/fidelity/report.json`` and ``report.md``.
+"""
+
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from torch import nn
+
+# ---- every import from sb3_dreamer, in one block (the package is being restructured: adapt here) ----------
+from sb3_dreamer import DreamerV2
+from sb3_dreamer.common import distributions as sb3_distributions  # the samplers replayed: th.rand / th.rand_like
+from sb3_dreamer.common.type_aliases import RSSMState, SequenceBatch
+from sb3_dreamer.dreamer.losses import lambda_return
+
+try:  # after the restructure: module-level behaviour loss and slow-critic update, hyperparameters in a config
+    from sb3_dreamer.dreamer.behavior import BehaviorFns, behavior_loss, update_slow_critic
+except ImportError:  # before it: methods of DreamerV2
+    BehaviorFns = behavior_loss = update_slow_critic = None  # type: ignore[assignment,misc]
+# -------------------------------------------------------------------------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+RESULTS = ROOT / "benchmarks" / "results" / "fidelity"
+CONFIGS = ("vector_discrete", "vector_continuous", "image_discrete")
+TOL = 1e-5
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+# ------------------------------------------------------------------------------------------------ the name map
+
+
+def weighted_layers(keys: list[str], prefix: str) -> list[str]:
+    """Our layers with a weight directly under the ``nn.Sequential`` ``prefix``, in order (``prefix.<i>``)."""
+    found = {int(k[len(prefix) + 1 :].split(".")[0]) for k in keys if k.startswith(prefix + ".") and k.endswith(".weight")
+             and k[len(prefix) + 1 :].split(".")[0].isdigit()}  # fmt: skip
+    return [f"{prefix}.{i}" for i in sorted(found)]
+
+
+def name_map(meta: dict, keys: list[str]) -> list[tuple[str, str, str, slice | None]]:
+    """The one map from the reference's variable paths to our ``policy.state_dict()`` keys (``keys``: ours, whose
+    ``nn.Sequential`` indices are read from them: layer i of the reference is our i-th layer with a weight).
+
+    :return: ``(reference path, our key or "" where we have no counterpart, transform, rows of ours)``. Transforms:
+        ``dense`` Keras (in, out) -> torch (out, in); ``dense_feat`` the same with the input columns reordered
+        from the reference's feature ``[stoch, deter]`` to ours ``[deter, stoch]``; ``dense_obs_out`` the same
+        with the embedding's columns reordered from NHWC-flattened to NCHW-flattened; ``conv`` HWIO -> OIHW;
+        ``conv_t`` Keras transposed (kh, kw, out, in) -> torch (in, out, kh, kw); ``vector`` as is.
+    """
+    cfg = meta["config"]
+    image = len(meta["shapes"]["obs"]) == 3
+    layers = len(cfg["encoder"]["mlp_layers"])
+    head_layers = cfg["reward_head"]["layers"]
+    entries: list[tuple[str, str, str, slice | None]] = []
+
+    def dense(ref: str, ours: str, kind: str = "dense", rows: slice | None = None) -> None:
+        entries.append((f"{ref}/kernel", f"{ours}.weight", kind, rows))
+        entries.append((f"{ref}/bias", f"{ours}.bias", "vector", rows))
+
+    wm = "world_model"
+    if image:
+        enc = weighted_layers(keys, f"{wm}.encoder.cnn")  # 4 convolutions
+        for i in range(4):
+            entries.append((f"wm/encoder/conv{i}/kernel", f"{enc[i]}.weight", "conv", None))
+            entries.append((f"wm/encoder/conv{i}/bias", f"{enc[i]}.bias", "vector", None))
+        dec = weighted_layers(keys, f"{wm}.decoder.cnn")  # a Linear, then 4 transposed convolutions
+        dense("wm/heads/decoder/convin", dec[0], "dense_feat")
+        for i in range(4):
+            entries.append((f"wm/heads/decoder/conv{i}/kernel", f"{dec[1 + i]}.weight", "conv_t", None))
+            entries.append((f"wm/heads/decoder/conv{i}/bias", f"{dec[1 + i]}.bias", "vector", None))
+    else:
+        enc, dec = weighted_layers(keys, f"{wm}.encoder.mlp"), weighted_layers(keys, f"{wm}.decoder.mlp")
+        for i in range(layers):
+            dense(f"wm/encoder/dense{i}", enc[i])
+            dense(f"wm/heads/decoder/dense{i}", dec[i], "dense_feat" if i == 0 else "dense")
+        dense("wm/heads/decoder/dense_obs/out", dec[layers])
+    dense("wm/rssm/img_in", f"{wm}.rssm.img_in")
+    entries.append(("wm/rssm/cell/dense/kernel", f"{wm}.rssm.cell.linear.weight", "dense", None))
+    entries.append(("wm/rssm/cell/dense/bias", "", "vector", None))  # FINDING: our GRU linear has no bias
+    entries.append(("wm/rssm/cell/norm/gamma", f"{wm}.rssm.cell.norm.weight", "vector", None))
+    entries.append(("wm/rssm/cell/norm/beta", f"{wm}.rssm.cell.norm.bias", "vector", None))
+    dense("wm/rssm/img_out_0", f"{wm}.rssm.img_out.0")
+    dense("wm/rssm/img_dist_0", f"{wm}.rssm.img_dist")
+    dense("wm/rssm/obs_out", f"{wm}.rssm.obs_out", "dense_obs_out")
+    dense("wm/rssm/obs_dist", f"{wm}.rssm.obs_dist")
+    heads = [("wm/heads/reward", f"{wm}.reward_head")]
+    if cfg["pred_discount"]:
+        heads.append(("wm/heads/discount", f"{wm}.discount_head"))
+    heads += [("ac/critic", "critic"), ("ac/target_critic", "slow_critic"), ("ac/actor", "actor.net")]
+    for ref, prefix in heads:
+        ours = weighted_layers(keys, prefix)
+        for i in range(head_layers):
+            dense(f"{ref}/dense{i}", ours[i], "dense_feat" if i == 0 else "dense")
+        if ref == "ac/actor" and not isinstance(meta["shapes"]["action"], int):
+            n = meta["shapes"]["action"][1]  # our one output layer holds (mean, std); the reference has two
+            dense(f"{ref}/out/out", ours[head_layers], rows=slice(0, n))
+            dense(f"{ref}/out/std", ours[head_layers], rows=slice(n, 2 * n))
+        else:
+            dense(f"{ref}/out/out", ours[head_layers])
+    return entries
+
+
+class Layout:
+    """Index permutations between the reference's layouts and ours, for one configuration."""
+
+    def __init__(self, meta: dict):
+        rssm = meta["config"]["rssm"]
+        self.deter, sk = rssm["deter"], rssm["stoch"] * rssm["discrete"]
+        self.S, self.K = rssm["stoch"], rssm["discrete"]
+        self.B, self.T, self.H = meta["shapes"]["B"], meta["shapes"]["T"], meta["shapes"]["H"]
+        self.feat = np.concatenate([np.arange(sk, sk + self.deter), np.arange(sk)])  # ours[j] = ref[feat[j]]
+        self.embed: np.ndarray | None = None
+        if len(meta["shapes"]["obs"]) == 3:
+            c = 8 * meta["config"]["encoder"]["cnn_depth"]  # last conv's channels; 2x2 output
+            h = w = 2
+            self.embed = np.array([(y * w + x) * c + ch for ch in range(c) for y in range(h) for x in range(w)])
+
+    def to_ours(self, kind: str, value: np.ndarray) -> np.ndarray:
+        """A reference variable's value (or gradient) in our parameter's layout."""
+        if kind == "vector":
+            return value
+        if kind == "conv" or kind == "conv_t":
+            return value.transpose(3, 2, 0, 1)
+        if kind == "dense_feat":
+            value = value[self.feat]
+        if kind == "dense_obs_out" and self.embed is not None:
+            value = np.concatenate([value[: self.deter], value[self.deter :][self.embed]])
+        return value.T
+
+    def seq(self, x: np.ndarray) -> np.ndarray:
+        """Reference (B, T, ...) -> ours (T, B, ...)."""
+        return np.swapaxes(x, 0, 1)
+
+    def imag(self, x: np.ndarray) -> np.ndarray:
+        """Reference (H + 1, N = B * T batch-major, ...) -> ours (H + 1, N = T * B time-major, ...)."""
+        lead = x.shape[0]
+        return np.swapaxes(x.reshape(lead, self.B, self.T, *x.shape[2:]), 1, 2).reshape(x.shape)
+
+    def feat_of(self, x: np.ndarray) -> np.ndarray:
+        return x[..., self.feat]
+
+
+# ------------------------------------------------------------------------------------------------ replaying draws
+
+
+def onehot_uniform(logits: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """The uniform that makes our inverse-CDF categorical sampler draw ``onehot``'s class: the midpoint of its
+    bucket of the cumulative probabilities. :param logits: (..., K). :return: (..., 1)."""
+    logits = logits.astype(np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    index = onehot.argmax(-1)[..., None]
+    upper = np.take_along_axis(probs.cumsum(-1), index, -1)
+    return (upper - 0.5 * np.take_along_axis(probs, index, -1)).astype(np.float32)
+
+
+def truncnormal_uniform(x: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The uniform that makes our inverse-CDF truncated normal in [-1, 1] draw ``x``."""
+    from scipy.special import ndtr  # noqa: PLC0415
+
+    x, loc, scale = (a.astype(np.float64) for a in (x, loc, scale))
+    lo, hi = ndtr((-1 - loc) / scale), ndtr((1 - loc) / scale)
+    return ((ndtr((x - loc) / scale) - lo) / (hi - lo)).astype(np.float32)
+
+
+class Replay:
+    """Stands in for ``torch`` inside our samplers' module: ``rand`` / ``rand_like`` return the queued uniforms
+    (checked against the shape asked for), everything else is torch's."""
+
+    def __init__(self) -> None:
+        self.queue: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(th, name)
+
+    def _pop(self, shape: tuple[int, ...], device: Any, dtype: Any) -> th.Tensor:
+        if not self.queue:
+            raise RuntimeError(f"Replay: our code drew a uniform {shape} beyond the reference's draws")
+        value = self.queue.pop(0)
+        if tuple(value.shape) != tuple(shape):
+            raise RuntimeError(f"Replay: our code drew {tuple(shape)} where the reference drew {value.shape}")
+        return th.as_tensor(value, device=device, dtype=dtype or th.float32)
+
+    def rand(self, *shape: Any, device: Any = None, dtype: Any = None, **_: Any) -> th.Tensor:
+        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else tuple(shape)
+        return self._pop(shape, device, dtype)
+
+    def rand_like(self, like: th.Tensor, **_: Any) -> th.Tensor:
+        return self._pop(tuple(like.shape), like.device, like.dtype)
+
+    @contextmanager
+    def draws(self, uniforms: list[np.ndarray]) -> Iterator[None]:
+        self.queue = list(uniforms)
+        saved = sb3_distributions.th
+        sb3_distributions.th = self  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            sb3_distributions.th = saved
+        if self.queue:
+            raise RuntimeError(f"Replay: {len(self.queue)} of the reference's draws left unused")
+
+
+# ------------------------------------------------------------------------------------------------ our side
+
+
+class _Env(gym.Env):
+    def __init__(self, obs_space: spaces.Space, act_space: spaces.Space):
+        self.observation_space, self.action_space = obs_space, act_space
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def build(meta: dict) -> DreamerV2:
+    """Our agent at the reference's sizes and hyperparameters (``DreamerV2``'s public constructor)."""
+    cfg, shapes = meta["config"], meta["shapes"]
+    image = len(shapes["obs"]) == 3
+    obs_space = spaces.Box(0, 255, tuple(shapes["obs"]), np.uint8) if image else spaces.Box(-10, 10, tuple(shapes["obs"]), np.float32)
+    act = shapes["action"]
+    act_space = spaces.Discrete(act) if isinstance(act, int) else spaces.Box(-1, 1, (act[1],), np.float32)
+    rssm = cfg["rssm"]
+    return DreamerV2(
+        "CnnPolicy" if image else "MlpPolicy", _Env(obs_space, act_space), learning_rate=float(cfg["model_opt"]["lr"]),
+        buffer_size=64, batch_size=shapes["B"], sequence_length=shapes["T"], gamma=float(cfg["discount"]),
+        return_lambda=float(cfg["discount_lambda"]), imagination_horizon=shapes["H"], deter_size=rssm["deter"],
+        stoch_size=rssm["stoch"], stoch_classes=rssm["discrete"], hidden_size=rssm["hidden"],
+        cnn_depth=cfg["encoder"]["cnn_depth"], mlp_layers=cfg["reward_head"]["layers"], mlp_units=cfg["reward_head"]["units"],
+        norm="none", pred_discount=bool(cfg["pred_discount"]), reward_transform=cfg["clip_rewards"],
+        kl_scale=float(cfg["loss_scales"]["kl"]), kl_balance=float(cfg["kl"]["balance"]), kl_free=float(cfg["kl"]["free"]),
+        kl_free_avg=bool(cfg["kl"]["free_avg"]), reward_scale=float(cfg["loss_scales"]["reward"]),
+        discount_scale=float(cfg["loss_scales"]["discount"]), actor_lr=float(cfg["actor_opt"]["lr"]),
+        critic_lr=float(cfg["critic_opt"]["lr"]), adam_eps=float(cfg["model_opt"]["eps"]), weight_decay=float(cfg["model_opt"]["wd"]),
+        grad_clip=float(cfg["model_opt"]["clip"]), actor_grad=meta["actor_grad"], actor_grad_mix=float(cfg["actor_grad_mix"]),
+        actor_entropy=float(cfg["actor_ent"]), actor_min_std=float(cfg["actor"]["min_std"]),
+        slow_target_update=int(cfg["slow_target_update"]), slow_target_fraction=float(cfg["slow_target_fraction"]),
+        keep_host_memory=False, device="cpu", seed=0,
+    )  # fmt: skip
+
+
+def _config(model: DreamerV2) -> Any:
+    return getattr(model, "config", None)
+
+
+def world_model_loss(model: DreamerV2, batch: SequenceBatch) -> Any:
+    """Our whole world-model loss (``WorldModelLoss``: loss, post, metrics)."""
+    wm, config = model.policy.world_model, _config(model)
+    if config is not None:
+        return wm.loss(batch, config)
+    m = model
+    return wm.loss(batch, m.kl_scale, m.kl_balance, m.kl_free, m.kl_free_avg, m.reward_scale, m.discount_scale, m.reward_transform)
+
+
+def behavior(model: DreamerV2, post: RSSMState, is_terminal: th.Tensor, mode: str) -> Any:
+    """Our whole behaviour loss (``BehaviorLoss``: actor_loss, critic_loss, metrics) with ``actor_grad=mode``."""
+    policy, config = model.policy, _config(model)
+    if config is not None and behavior_loss is not None:
+        import dataclasses  # noqa: PLC0415
+
+        config = dataclasses.replace(config, actor_grad=mode)
+        fns = BehaviorFns(policy.world_model.imagine, policy.critic, policy.slow_critic)
+        return behavior_loss(fns, policy.actor, policy.world_model, post, is_terminal, config)
+    saved, model.actor_grad = model.actor_grad, mode
+    try:
+        return model.behavior_loss(post, is_terminal)
+    finally:
+        model.actor_grad = saved
+
+
+def slow_critic_update(model: DreamerV2) -> None:
+    """Our slow-critic update after the first update (``n_updates`` 0)."""
+    config = _config(model)
+    if config is not None and update_slow_critic is not None:
+        update_slow_critic(model.policy.slow_critic, model.policy.critic, 0, config)
+    else:
+        model._n_updates = 0
+        model._update_slow_critic()
+
+
+def optimise(optimizer: th.optim.Optimizer, loss: th.Tensor, module: nn.Module, clip: float) -> None:
+    """Backward, clip the global norm, step: what our update does for each optimiser (fp32, finite)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    th.nn.utils.clip_grad_norm_(module.parameters(), clip)
+    optimizer.step()
+
+
+class _ReferenceDiscount(nn.Module):
+    """Aligned pass: makes our ``gamma * sigmoid(head)`` equal the reference's ``sigmoid(head)``."""
+
+    def __init__(self, head: nn.Module, gamma: float):
+        super().__init__()
+        self.head, self.gamma = head, gamma
+
+    def forward(self, feat: th.Tensor, *args: Any) -> th.Tensor:
+        p = th.sigmoid(self.head(feat, *args)) / self.gamma
+        return th.log(p) - th.log1p(-p)
+
+
+# ------------------------------------------------------------------------------------------------ comparing
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def add(self, name: str, ours: Any, ref: Any) -> None:
+        ours = ours.detach().double().cpu().numpy() if isinstance(ours, th.Tensor) else np.asarray(ours, np.float64)
+        ref = np.asarray(ref, np.float64)
+        if ours.shape != ref.shape:
+            if ours.size == ref.size:
+                ours = ours.reshape(ref.shape)
+            else:
+                raise ValueError(f"{name}: shape {ours.shape} vs the reference's {ref.shape}")
+        err = float(np.abs(ours - ref).max()) if ref.size else 0.0
+        scale = float(np.abs(ref).max()) if ref.size else 0.0
+        self.rows[name] = {"max_abs": err, "max_rel": err / max(scale, 1e-12), "ref_max": scale}
+
+    def missing(self, name: str, why: str) -> None:
+        self.rows[name] = {"max_abs": None, "max_rel": None, "ref_max": None, "note": why}
+
+
+def load(name: str) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(DATA / f"fidelity_{name}.npz") as data:
+        rec = {k: data[k] for k in data.files}
+    return rec, json.loads((DATA / f"fidelity_{name}.json").read_text())
+
+
+def set_weights(policy: nn.Module, rec: dict, prefix: str, entries: list, layout: Layout, only: str = "") -> None:
+    """Copy the reference's ``prefix`` weights (w0 / w1) into ours, for the paths starting with ``only``."""
+    state = policy.state_dict()
+    with th.no_grad():
+        for ref, ours, kind, rows in entries:
+            if not ours or not ref.startswith(only):
+                continue
+            value = th.as_tensor(layout.to_ours(kind, rec[f"{prefix}/{ref}"]).copy())
+            target = state[ours] if rows is None else state[ours][rows]
+            target.copy_(value.reshape(target.shape))
+
+
+def compare_params(res: Results, policy: nn.Module, rec: dict, name: str, prefix: str, entries: list, layout: Layout,
+                   only: str, grads: bool = False) -> None:  # fmt: skip
+    """Per-variable comparison of our parameters (or their gradients) with the reference's ``prefix`` arrays; the
+    worst over the variables is the quantity ``name``, each variable is ``name/<ref path>``."""
+    params = dict(policy.named_parameters())
+    worst = {"max_abs": 0.0, "max_rel": 0.0, "ref_max": 0.0, "worst": ""}
+    for ref, ours, kind, rows in entries:
+        if not ref.startswith(only):
+            continue
+        key = f"{name}/{ref}"
+        if not ours:
+            res.missing(key, "no counterpart in our model")
+            continue
+        param = params[ours]
+        value = param.grad if grads else param
+        if value is None:
+            value = th.zeros_like(param)
+        value = value if rows is None else value[rows]
+        res.add(key, value, layout.to_ours(kind, rec[f"{prefix}/{ref}"]))
+        if res.rows[key]["max_rel"] > worst["max_rel"]:
+            worst = {**res.rows[key], "worst": ref}
+    res.rows[name] = worst
+
+
+def batch_of(rec: dict, layout: Layout, image: bool, aligned: bool, gamma: float) -> SequenceBatch:
+    obs = layout.seq(rec["in/obs"])
+    if image:
+        obs = np.ascontiguousarray(obs.transpose(0, 1, 4, 2, 3))  # (T, B, C, H, W) uint8
+    is_terminal = layout.seq(rec["in/is_terminal"]).astype(np.float32)
+    if aligned:  # our target 1 - is_terminal becomes the reference's gamma * (1 - is_terminal)
+        is_terminal = 1.0 - gamma * (1.0 - is_terminal)
+    t = lambda x: th.as_tensor(np.ascontiguousarray(x))  # noqa: E731
+    return SequenceBatch(
+        {"obs": t(obs)}, t(layout.seq(rec["in/action"])), t(layout.seq(rec["in/reward"])),
+        t(layout.seq(rec["in/is_first"]).astype(np.float32)), t(is_terminal),
+    )  # fmt: skip
+
+
+def run_config(name: str, aligned: bool) -> Results:
+    """Every quantity of one configuration, one pass."""
+    th.manual_seed(0)
+    rec, meta = load(name)
+    cfg = meta["config"]
+    layout = Layout(meta)
+    image = len(meta["shapes"]["obs"]) == 3
+    discrete = isinstance(meta["shapes"]["action"], int)
+    gamma = float(cfg["discount"])
+    res = Results()
+    model = build(meta)
+    policy = model.policy
+    entries = name_map(meta, list(policy.state_dict()))
+    wm = policy.world_model
+    if aligned:
+        wm.rssm.cell.norm.eps = 1e-3  # Keras' LayerNormalization default
+        for opt in (policy.model_optimizer, policy.actor_optimizer, policy.critic_optimizer):
+            for group in opt.param_groups:  # Keras' epsilon hat at step 1: eps / sqrt(1 - beta2)
+                group["eps"] = group["eps"] / math.sqrt(1 - group["betas"][1])
+
+    # ---- initial weights: our initialisers against Keras' (bounds of a uniform; biases)
+    init = {"kernel": 0.0, "bias": 0.0}
+    params = dict(policy.named_parameters())
+    for ref, ours, kind, rows in entries:
+        if not ours or rows is not None or ref.startswith("ac/target_critic"):
+            continue
+        if ref.endswith("kernel"):
+            bound = meta["init_stats"][ref]["glorot_limit"]
+            ratio = float(params[ours].detach().abs().max()) / bound
+            init["kernel"] = max(init["kernel"], abs(math.log(ratio)))
+        elif ref.endswith("bias") and kind == "vector" and not ref.endswith(("gamma", "beta")):
+            init["bias"] = max(init["bias"], float(params[ours].detach().abs().max()))
+    res.rows["init/kernel_bound"] = {"max_abs": None, "max_rel": math.exp(init["kernel"]) - 1, "ref_max": None,
+                                     "note": "max over layers of |log(our max|w| / Keras glorot_uniform limit)|, as a ratio - 1"}
+    res.rows["init/bias"] = {"max_abs": init["bias"], "max_rel": 1.0 if init["bias"] else 0.0, "ref_max": 0.0,
+                             "note": "Keras biases start at zero (max_rel 1: ours are not)"}
+    res.rows["init/layernorm_eps"] = {"max_abs": abs(wm.rssm.cell.norm.eps - 1e-3), "ref_max": 1e-3,
+                                      "max_rel": abs(wm.rssm.cell.norm.eps - 1e-3) / 1e-3, "note": "GRU LayerNorm epsilon"}
+
+    # ---- world model: forward, losses, gradients (reference's initial weights)
+    set_weights(policy, rec, "w0", entries, layout)
+    batch = batch_of(rec, layout, image, aligned, gamma)
+    post_logit = layout.seq(rec["wm/post_logit"])  # (T, B, S, K)
+    post_stoch = layout.seq(rec["wm/post_stoch"])
+    post_draws = [onehot_uniform(post_logit[t], post_stoch[t]) for t in range(layout.T)]
+    replay = Replay()
+    with th.no_grad():
+        embed = wm.encoder(wm.preprocess(batch.obs))
+    ref_embed = layout.seq(rec["wm/embed"])
+    res.add("wm/embed", embed, ref_embed if layout.embed is None else ref_embed[..., layout.embed])
+    with replay.draws(post_draws):
+        model_out = world_model_loss(model, batch)
+    post, metrics = model_out.post, model_out.metrics
+    res.add("wm/post_logit", post.logits, post_logit)
+    res.add("wm/post_stoch", post.stoch, post_stoch)
+    res.add("wm/deter", post.deter, layout.seq(rec["wm/deter"]))
+    with th.no_grad():
+        feat = post.feat()
+        prior_logits = wm.rssm.img_dist(wm.rssm.img_out(post.deter)).unflatten(-1, (layout.S, layout.K))
+        res.add("wm/prior_logit", prior_logits, layout.seq(rec["wm/prior_logit"]))
+        mean = wm.decoder(feat)["obs"]
+        ref_mean = layout.seq(rec["wm/decoder_mean"])
+        if image:
+            mean, ref_mean = mean[: ref_mean.shape[0]], ref_mean.transpose(0, 1, 4, 2, 3)
+        res.add("wm/decoder_mean", mean, ref_mean)
+        res.add("wm/reward_mean", wm.reward_head(feat).squeeze(-1), layout.seq(rec["wm/reward_mean"]))
+        if wm.discount_head is not None:
+            prob = th.sigmoid(wm.discount_head(feat).squeeze(-1))
+            res.add("wm/discount_prob", prob, layout.seq(rec["wm/discount_prob"]))
+    obs_dims = int(np.prod(meta["shapes"]["obs"]))
+    res.add("wm/kl_loss", metrics["kl_loss"], rec["wm/kl_loss"])
+    res.add("wm/kl_value", metrics["kl"], rec["wm/kl_value"].mean())
+    # Our Gaussian losses leave out the constant 0.5 log(2 pi) per dimension (same gradients): added back here.
+    res.add("wm/obs_loss", metrics["obs_loss"] + obs_dims * HALF_LOG_2PI, rec["wm/obs_loss"])
+    res.add("wm/reward_loss", metrics["reward_loss"] + HALF_LOG_2PI, rec["wm/reward_loss"])
+    if "discount_loss" in metrics:
+        res.add("wm/discount_loss", metrics["discount_loss"], rec["wm/discount_loss"])
+    const = (obs_dims + float(cfg["loss_scales"]["reward"])) * HALF_LOG_2PI
+    res.add("wm/model_loss", model_out.loss.detach() + const, rec["wm/model_loss"])
+    res.add("wm/post_entropy", metrics["post_entropy"], rec["wm/post_ent"])
+    res.add("wm/prior_entropy", metrics["prior_entropy"], rec["wm/prior_ent"])
+    policy.model_optimizer.zero_grad(set_to_none=True)
+    model_out.loss.backward()
+    compare_params(res, policy, rec, "wm/grad", "g", entries, layout, "wm/", grads=True)
+    norm = th.nn.utils.clip_grad_norm_(wm.parameters(), float(cfg["model_opt"]["clip"]))
+    res.add("wm/grad_norm", norm, rec["wm/grad_norm"])
+    policy.model_optimizer.step()
+    compare_params(res, policy, rec, "wm/params_after_step", "w1", entries, layout, "wm/")
+
+    # ---- behaviour (reference's stepped world model, initial actor / critic / slow critic, reference posterior)
+    set_weights(policy, rec, "w1", entries, layout, "wm/")
+    set_weights(policy, rec, "w0", entries, layout, "ac/")
+    is_terminal = th.as_tensor(layout.seq(rec["in/is_terminal"]).astype(np.float32))
+    if aligned:
+        if wm.discount_head is not None:
+            wm.discount_head = _ReferenceDiscount(wm.discount_head, gamma)
+        else:  # the reference discounts every imagined step by gamma without a discount head, terminal starts too
+            is_terminal = th.zeros_like(is_terminal)
+        # the reference's GRU linear layer has a bias (zero at first, stepped by the world model's update)
+        cell = wm.rssm.cell
+        biased = nn.Linear(cell.linear.in_features, cell.linear.out_features, bias=True)
+        with th.no_grad():
+            biased.weight.copy_(cell.linear.weight)
+            biased.bias.copy_(th.as_tensor(rec["w1/wm/rssm/cell/dense/bias"]))
+        cell.linear = biased
+    start = RSSMState(
+        th.as_tensor(layout.seq(rec["wm/deter"]).copy()), th.as_tensor(post_stoch.copy()), th.as_tensor(post_logit.copy())
+    )
+    imag_action = layout.imag(rec["imag/action"])
+    imag_logit, imag_stoch = layout.imag(rec["imag/logit"]), layout.imag(layout_stoch(rec, layout))
+    if discrete:
+        actor_draws = [onehot_uniform(l, a) for l, a in zip(layout.imag(rec["imag/actor_logits"]), imag_action[1:])]
+    else:
+        loc, scale = layout.imag(rec["imag/actor_loc"]), layout.imag(rec["imag/actor_scale"])
+        actor_draws = [truncnormal_uniform(a, m, s) for a, m, s in zip(imag_action[1:], loc, scale)]
+    prior_draws = [onehot_uniform(imag_logit[t + 1], imag_stoch[t + 1]) for t in range(layout.H)]
+    draws = [d for pair in zip(actor_draws, prior_draws) for d in pair]
+    flat = RSSMState(*(x.flatten(0, 1) for x in start))
+    with replay.draws(draws), th.no_grad():
+        traj = wm.imagine(policy.actor, flat, is_terminal.flatten(), layout.H, gamma, last_heads=True)
+        res.add("imag/feat", traj.feat, layout.feat_of(layout.imag(rec["imag/feat"])))
+        res.add("imag/action", traj.action, imag_action)
+        res.add("imag/reward", traj.reward, layout.imag(rec["imag/reward"]))
+        res.add("imag/discount", traj.discount, layout.imag(rec["imag/discount"]))
+        res.add("imag/weight", traj.weight, layout.imag(rec["imag/weight"]))
+        value = policy.slow_critic(traj.feat).squeeze(-1)
+        res.add("imag/slow_value", value, layout.imag(rec["imag/slow_value"]))
+        target = lambda_return(traj.reward[:-1], value[:-1], traj.discount[:-1], value[-1], float(cfg["discount_lambda"]))
+        res.add("imag/target", target, layout.imag(rec["imag/target"]))
+        res.add("imag/critic_value", policy.critic(traj.feat[:-1]).squeeze(-1), layout.imag(rec["imag/critic_value"]))
+        dist = policy.actor(traj.feat[:-2])
+        res.add("ac/log_prob", dist.log_prob(traj.action[1:-1]), layout.imag(rec["ac/log_prob"]))
+        res.add("ac/entropy", dist.entropy(), layout.imag(rec["ac/entropy"]))
+    for mode in ("reinforce", "dynamics", "both"):
+        with replay.draws(draws):
+            loss = behavior(model, start, is_terminal, mode)
+        res.add(f"ac/actor_loss/{mode}", loss.actor_loss, rec[f"ac/actor_loss/{mode}"])
+        policy.actor.zero_grad(set_to_none=True)
+        loss.actor_loss.backward()
+        compare_params(res, policy, rec, f"ac/actor_grad/{mode}", f"ac/actor_grad/{mode}", entries, layout, "ac/actor/", grads=True)
+        if mode == meta["actor_grad"]:
+            base = loss
+    weight = layout.imag(rec["imag/weight"])[:-1]
+    res.add("ac/critic_loss", base.critic_loss + HALF_LOG_2PI * weight.mean(), rec["ac/critic_loss"])
+    clip = float(cfg["actor_opt"]["clip"])
+    with replay.draws(draws):
+        base = behavior(model, start, is_terminal, meta["actor_grad"])
+    optimise(policy.actor_optimizer, base.actor_loss, policy.actor, clip)
+    optimise(policy.critic_optimizer, base.critic_loss, policy.critic, float(cfg["critic_opt"]["clip"]))
+    compare_params(res, policy, rec, "ac/critic_grad", "g", entries, layout, "ac/critic/", grads=True)
+    compare_params(res, policy, rec, "ac/actor_params_after_step", "w1", entries, layout, "ac/actor/")
+    compare_params(res, policy, rec, "ac/critic_params_after_step", "w1", entries, layout, "ac/critic/")
+    slow_critic_update(model)
+    compare_params(res, policy, rec, "ac/slow_critic_after_update", "w1", entries, layout, "ac/target_critic/")
+    return res
+
+
+def layout_stoch(rec: dict, layout: Layout) -> np.ndarray:
+    """The imagined one-hot latents (H + 1, N_ref, S, K), from the reference's features ``[stoch, deter]``."""
+    feat = rec["imag/feat"]
+    return feat[..., : layout.S * layout.K].reshape(*feat.shape[:-1], layout.S, layout.K)
+
+
+def run_all(configs: tuple[str, ...] = CONFIGS) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{config: {pass: {quantity: row}}}``."""
+    th.set_num_threads(1)
+    return {name: {p: run_config(name, p == "aligned").rows for p in ("as_is", "aligned")} for name in configs}
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+def write_report(results: dict, findings: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "report.json").write_text(json.dumps({"tolerance_rel": TOL, "results": results, "findings": findings}, indent=1) + "\n")
+    lines = [
+        "# Fidelity against danijar/dreamerv2 2.2.0",
+        "",
+        "Generated by `benchmarks/fidelity/compare.py` from `tests/data/fidelity_*.npz` (`reference_dump.py`).",
+        f"Max relative error per quantity: `max|ours - ref| / max|ref|`; tolerance {TOL:g}. `as_is`: our code;",
+        "`aligned`: the known findings neutralised from the outside (see compare.py). Per-variable rows are in report.json.",
+        "",
+    ]
+    names = list(results)
+    header = "| quantity | " + " | ".join(f"{n} as_is | {n} aligned" for n in names) + " |"
+    lines += [header, "|---" * (1 + 2 * len(names)) + "|"]
+    quantities = [q for q in results[names[0]]["as_is"] if q.count("/") < 3 or q.startswith(("init",))]
+    quantities = [q for q in dict.fromkeys(q for n in names for q in results[n]["as_is"]) if not _per_variable(q)]
+    for q in quantities:
+        cells = []
+        for n in names:
+            for p in ("as_is", "aligned"):
+                row = results[n][p].get(q)
+                cells.append("n/a" if row is None else _fmt(row["max_rel"]) + ("" if row["max_rel"] is None or row["max_rel"] <= TOL else " ✗"))
+        lines.append(f"| {q} | " + " | ".join(cells) + " |")
+    lines += ["", "## Findings", "", "| id | quantities | cause | suggested fix |", "|---|---|---|---|"]
+    for f in findings:
+        lines.append(f"| {f['id']} | {', '.join(f['quantities'])} | {f['cause']} | {f['fix']} |")
+    (RESULTS / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _per_variable(q: str) -> bool:
+    return any(q.startswith(p + "/") and q != p for p in PER_VARIABLE)
+
+
+PER_VARIABLE = (
+    "wm/grad", "wm/params_after_step", "ac/actor_grad/reinforce", "ac/actor_grad/dynamics", "ac/actor_grad/both",
+    "ac/critic_grad", "ac/actor_params_after_step", "ac/critic_params_after_step", "ac/slow_critic_after_update",
+)  # fmt: skip
+
+
+def main() -> None:
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from findings import FINDINGS  # noqa: PLC0415
+
+    results = run_all()
+    write_report(results, FINDINGS)
+    for name, passes in results.items():
+        for p, rows in passes.items():
+            bad = {q: r["max_rel"] for q, r in rows.items() if not _per_variable(q) and r["max_rel"] is not None and r["max_rel"] > TOL}
+            print(f"{name:18s} {p:8s} {len(rows):4d} quantities, over tolerance: {json.dumps({k: f'{v:.1e}' for k, v in bad.items()})}")
+    print(f"report: {RESULTS / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
