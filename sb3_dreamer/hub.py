@@ -31,9 +31,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from sb3_dreamer.zoo import ALGO_NAME
+from sb3_dreamer.zoo import ALGO_NAME, extras_needed
+
+DESCRIPTION = """\
+Package an rl-zoo3 run of DreamerV2 in the Hugging Face SB3 layout, without a network ('package'), or
+install such a folder into rl-zoo3's log layout ('install'). Needs the zoo extra: pip install "sb3_dreamer[zoo]".
+
+'package' writes <repo-dir>/dreamerv2-<env>.zip (the model), config.yml, args.yml, env_kwargs.yml,
+train_eval_metrics.zip (Monitor CSVs, evaluations.npz), results.json (a fresh evaluation) and README.md (the
+model card). Upload it with: huggingface-cli upload <org>/dreamerv2-<env> <repo-dir>
+'install' copies such a folder (a git clone of the Hub repository, or the folder itself) to
+<log-folder>/dreamerv2/<env>_<n>/, as rl_zoo3 load_from_hub lays it out.
+
+Security: an SB3 zip may carry pickled Python objects, and unpickling runs code; load only models you trust.
+
+examples:
+  python -m sb3_dreamer.hub package --env CartPole-v1 -f logs --repo-dir hub/dreamerv2-CartPole-v1
+  python -m sb3_dreamer.hub install --env CartPole-v1 --repo-dir hub/dreamerv2-CartPole-v1 -f downloaded
+  python -m sb3_dreamer.zoo enjoy --algo dreamerv2 --env CartPole-v1 -f downloaded
+"""
 
 
 def _run_ids(log_folder: str | Path, env_name: str) -> dict[int, Path]:
@@ -64,6 +81,7 @@ def package_run(
     organization: str = "sb3",
 ) -> dict[str, Any]:
     """Write the Hugging Face SB3 folder of a run (see the module docstring). :return: the evaluation."""
+    import yaml
     from huggingface_sb3 import EnvironmentName, ModelName
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -100,6 +118,7 @@ def model_card(env_id: str, results: dict[str, Any], hyperparams: dict[str, Any]
     """A model card with the Hub's metadata header (rl-zoo3 2.9.2's own generator fails to import with
     sb3-team-hf-integration 3.x, so this writes the same fields).
     """
+    import yaml
     from huggingface_sb3 import EnvironmentName
 
     env_name = EnvironmentName(env_id)
@@ -168,24 +187,34 @@ def install_repo(repo_dir: str | Path, env_id: str, log_folder: str | Path, exp_
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["package", "install"])
-    parser.add_argument("--env", required=True)
-    parser.add_argument("-f", "--log-folder", default="logs")
-    parser.add_argument("--repo-dir", required=True)
-    parser.add_argument("--exp-id", type=int, default=0)
-    parser.add_argument("--n-eval-episodes", type=int, default=10)
-    parser.add_argument("-orga", "--organization", default="sb3")
-    args = parser.parse_args()
-    if args.what == "package":
-        print(
-            package_run(
-                args.log_folder, args.env, args.repo_dir, args.exp_id, args.n_eval_episodes, organization=args.organization
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_dreamer.hub",
+        description=DESCRIPTION,
+        formatter_class=type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {}),
+    )
+    parser.add_argument("what", choices=["package", "install"], help="package a run, or install a packaged folder")
+    parser.add_argument("--env", required=True, help="gymnasium env id of the run")
+    parser.add_argument("-f", "--log-folder", default="logs", help="rl-zoo3's log folder")
+    parser.add_argument("--repo-dir", required=True, help="the Hugging Face repository folder")
+    parser.add_argument(
+        "--exp-id",
+        type=int,
+        default=0,
+        help="run number <n> in <log-folder>/dreamerv2/<env>_<n>; 0: latest (package), new (install)",
+    )
+    parser.add_argument("--n-eval-episodes", type=int, default=10, help="episodes of the evaluation in results.json")
+    parser.add_argument("-orga", "--organization", default="sb3", help="Hub organization named in the model card")
+    args = parser.parse_args(argv)
+    with extras_needed("hub"):
+        if args.what == "package":
+            print(
+                package_run(
+                    args.log_folder, args.env, args.repo_dir, args.exp_id, args.n_eval_episodes, organization=args.organization
+                )
             )
-        )
-    else:
-        print(install_repo(args.repo_dir, args.env, args.log_folder, args.exp_id))
+        else:
+            print(install_repo(args.repo_dir, args.env, args.log_folder, args.exp_id))
 
 
 if __name__ == "__main__":

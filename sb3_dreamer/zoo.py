@@ -21,6 +21,7 @@ import contextlib
 import os
 import runpy
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,47 @@ _SCRIPTS = {
     "push_to_hub": "rl_zoo3.push_to_hub",
     "load_from_hub": "rl_zoo3.load_from_hub",
 }
+
+
+# The optional modules the command-line tools import: (pip package, extra of sb3_dreamer that installs it).
+OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
+    "yaml": ("pyyaml", "zoo"),
+    "rl_zoo3": ("rl_zoo3", "zoo"),
+    "huggingface_sb3": ("huggingface-sb3", "zoo"),
+    "huggingface_hub": ("huggingface-hub", "zoo"),
+    "requests": ("requests", "zoo"),
+    "moviepy": ("moviepy", "zoo"),
+    "imageio": ("imageio", "zoo"),
+    "ale_py": ("ale-py", "atari"),
+    "cv2": ("opencv-python-headless", "atari"),
+    "ray": ("ray", "cluster"),
+    "dm_control": ("dm-control", "dmc"),
+    "mujoco": ("mujoco", "dmc"),
+    "shimmy": ("shimmy", "dmc"),
+    "crafter": ("crafter", "crafter"),
+    "minigrid": ("minigrid", "minigrid"),
+}
+
+
+def missing_extra_message(tool: str, error: ImportError) -> str | None:
+    """One line naming the extra that installs the module ``error`` misses (``None`` if it is no optional one)."""
+    name = (getattr(error, "name", None) or "").split(".")[0]
+    if name not in OPTIONAL_MODULES:
+        return None
+    package, extra = OPTIONAL_MODULES[name]
+    return f'sb3_dreamer.{tool} needs {package}: pip install "sb3_dreamer[{extra}]"'
+
+
+@contextlib.contextmanager
+def extras_needed(tool: str) -> Iterator[None]:
+    """Turn a missing optional module inside the block into a one-line exit (status 1) naming its extra."""
+    try:
+        yield
+    except ImportError as error:
+        message = missing_extra_message(tool, error)
+        if message is None:
+            raise
+        raise SystemExit(message) from None
 
 
 CONTINUE_ALL_ENV = "SB3_DREAMER_CONTINUE_ALL_ALGOS"  # "1": -i continues the counters of every algorithm
@@ -108,17 +150,40 @@ def register() -> None:
     try:
         import rl_zoo3  # noqa: F401
     except ImportError as error:
-        raise ImportError("rl-zoo3 integration needs the zoo extra: pip install 'sb3_dreamer[zoo]'") from error
+        raise ModuleNotFoundError(
+            "rl-zoo3 integration needs the zoo extra: pip install 'sb3_dreamer[zoo]'", name="rl_zoo3"
+        ) from error
     register_algo()
     use_default_config()
+
+
+USAGE = f"usage: python -m sb3_dreamer.zoo {{{','.join(_SCRIPTS)}}} [rl-zoo3 arguments]"
+HELP = f"""{USAGE}
+
+rl-zoo3's scripts with DreamerV2 registered as the algorithm 'dreamerv2' and
+sb3_dreamer/hyperparams/dreamerv2.yml as its default hyperparameter file (-conf overrides it).
+Needs the zoo extra: pip install "sb3_dreamer[zoo]".
+
+scripts (rl-zoo3's module each runs):
+{chr(10).join(f"  {name:<15} {module}" for name, module in _SCRIPTS.items())}
+
+examples:
+  python -m sb3_dreamer.zoo train --algo dreamerv2 --env CartPole-v1
+  python -m sb3_dreamer.zoo enjoy --algo dreamerv2 --env CartPole-v1 -f logs/
+  python -m sb3_dreamer.zoo train --help      # rl-zoo3's own options
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m sb3_dreamer.zoo <script> [rl-zoo3 arguments]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(HELP, end="")
+        return
     if not argv or argv[0] not in _SCRIPTS:
-        raise SystemExit(f"usage: python -m sb3_dreamer.zoo {{{','.join(_SCRIPTS)}}} [rl-zoo3 arguments]")
-    register()
+        raise SystemExit(USAGE)
+    with extras_needed("zoo"):
+        register()
     sys.argv = [f"rl_zoo3 {argv[0]}", *argv[1:]]
     runpy.run_module(_SCRIPTS[argv[0]], run_name="__main__", alter_sys=True)
 

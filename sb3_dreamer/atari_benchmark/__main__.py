@@ -1,27 +1,54 @@
-"""The 55-game Atari benchmark, one command from laptop to cluster.
+"""The 55-game Atari benchmark, one command from laptop to cluster: ``python -m sb3_dreamer.atari_benchmark``.
 
-    python -m sb3_dreamer.atari_benchmark run --games atari55 --algos dreamerv2 ppo dqn qrdqn --seeds 0 1 2 \\
-        --frames 200000000 --out bench/                      # one run after another on this machine
-    python -m sb3_dreamer.atari_benchmark run ... --parallel 4  # four processes at a time
-    python -m sb3_dreamer.atari_benchmark run ... --ray-address auto --gpus-per-run 1   # Ray tasks on a cluster
-    python -m sb3_dreamer.atari_benchmark status --out bench/   # done / running / failed / pending, ETA
-    python -m sb3_dreamer.atari_benchmark report --out bench/   # bench/report.md, curves.png, aggregate.png
-
-``--games``: ``atari55`` (the paper's 55), ``atari100k`` (the 26 of Atari 100k) or a comma-separated list.
-Running the same ``run`` command again skips finished runs and resumes interrupted ones from their last
-checkpoint. ``--override dreamerv2:learning_starts=5000`` changes one hyperparameter of one algorithm
-(rl-zoo3's yml syntax for the value). See :mod:`sb3_dreamer.atari_benchmark.runner` for the protocol.
+Its ``--help`` (:data:`DESCRIPTION`) shows the commands; :mod:`sb3_dreamer.atari_benchmark.runner` describes
+the protocol and the results layout.
 """
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import sys
 from typing import Any
 
-import yaml
-
 from sb3_dreamer.atari_benchmark import report, runner, scores
+from sb3_dreamer.zoo import OPTIONAL_MODULES, extras_needed
+
+PROG = "python -m sb3_dreamer.atari_benchmark"
+DESCRIPTION = f"""\
+The 55-game Atari benchmark, one command from laptop to cluster.
+
+  # one run after another on this machine:
+  {PROG} run --games atari55 --algos dreamerv2 ppo dqn qrdqn --seeds 0 1 2 \\
+      --frames 200000000 --out bench/
+  {PROG} run ... --parallel 4                          # four processes at a time
+  {PROG} run ... --ray-address auto --gpus-per-run 1   # Ray tasks on a cluster
+  {PROG} status --out bench/    # done / running / failed / pending, ETA
+  {PROG} report --out bench/    # bench/report.md, curves.png, aggregate.png
+
+--games: atari55 (the paper's 55), atari100k (the 26 of Atari 100k) or a comma-separated list.
+Running the same 'run' command again skips finished runs and resumes interrupted ones from their last
+checkpoint. '--override dreamerv2:learning_starts=5000' changes one hyperparameter of one algorithm
+(rl-zoo3's yml syntax for the value). The protocol is described in sb3_dreamer/atari_benchmark/runner.py.
+'run' needs the zoo extra (rl-zoo3, ALE, pyyaml): pip install "sb3_dreamer[zoo]"; with --ray-address also
+the cluster extra. 'status' and 'report' work on the base install.
+Each command has its own --help: {PROG} run --help
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help (none for options without one), the description's line breaks kept."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _require(*modules: str) -> None:
+    """Exit with one line naming the extra when one of ``modules`` is not installed."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            package, extra = OPTIONAL_MODULES[module]
+            raise SystemExit(f'sb3_dreamer.atari_benchmark needs {package}: pip install "sb3_dreamer[{extra}]"')
 
 
 def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -31,16 +58,21 @@ def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         key, _, value = assignment.partition("=")
         if not (algo and key and value):
             raise SystemExit(f"--override {item!r}: expected ALGO:KEY=VALUE, e.g. dreamerv2:learning_starts=5000")
+        import yaml  # the zoo extra's (pyyaml), which `run` needs anyway
+
         overrides.setdefault(algo, {})[key] = yaml.safe_load(value)
     return overrides
 
 
 def _matrix_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--games", default="pong,breakout,boxing", help="atari55, atari100k or a comma list")
-    parser.add_argument("--algos", nargs="+", default=list(runner.ALGOS), choices=runner.ALGOS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--frames", type=int, default=None, help="frame budget per run (default: the one --out was run with)")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("atari_benchmark"))
+    parser.add_argument("--games", default="pong,breakout,boxing", help="atari55, atari100k or a comma-separated list")
+    parser.add_argument("--algos", nargs="+", default=list(runner.ALGOS), choices=runner.ALGOS, help="algorithms")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds, one run per game, algorithm and seed")
+    parser.add_argument(
+        "--frames", type=int, default=None,
+        help="frame budget per run (agent steps x 4); none given: the one --out was first run with",
+    )  # fmt: skip
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("atari_benchmark"), help="results folder")
 
 
 def _settings(args: argparse.Namespace) -> runner.Settings:
@@ -62,28 +94,43 @@ def _settings(args: argparse.Namespace) -> runner.Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sb3_dreamer.atari_benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run (or resume) the matrix")
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=_Formatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,status,report}")
+    sub = dict(formatter_class=_Formatter)
+    run = commands.add_parser("run", help="run (or resume) the matrix", description="Run (or resume) the matrix.", **sub)
     _matrix_arguments(run)
     run.add_argument("--evaluations", type=int, default=20, help="evaluation points over the budget")
-    run.add_argument("--eval-episodes", type=int, default=5)
+    run.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
     run.add_argument("--checkpoints", type=int, default=10, help="checkpoints over the budget (for resuming)")
     run.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) per run")
-    run.add_argument("--device", default="auto")
-    run.add_argument("--override", action="append", default=[], metavar="ALGO:KEY=VALUE")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device of every run")
+    run.add_argument(
+        "--override", action="append", default=[], metavar="ALGO:KEY=VALUE",
+        help="change one hyperparameter of one algorithm (value in yml syntax); repeat for more",
+    )  # fmt: skip
     run.add_argument("--max-episode-frames", type=int, default=None, help="shorter episodes (smoke tests only)")
     run.add_argument("--parallel", type=int, default=1, help="runs at a time on this machine")
     run.add_argument("--ray-address", default=None, help="run as Ray tasks on this cluster (e.g. auto)")
-    run.add_argument("--gpus-per-run", type=float, default=0.0)
-    status = commands.add_parser("status", help="which runs are done, running, failed, pending; ETA")
+    run.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs per Ray task (with --ray-address)")
+    status = commands.add_parser(
+        "status", help="which runs are done, running, failed, pending; ETA",
+        description="Which runs are done, running, failed, pending; ETA.", **sub,
+    )  # fmt: skip
     _matrix_arguments(status)
-    rep = commands.add_parser("report", help="write report.md and plots from the results")
-    rep.add_argument("--out", type=pathlib.Path, default=pathlib.Path("atari_benchmark"))
-    rep.add_argument("--rule", default=scores.DEFAULT_RULE, choices=list(scores.FINAL_RULES))
-    rep.add_argument("--bootstrap", type=int, default=2000)
+    rep = commands.add_parser(
+        "report", help="write report.md and plots from the results",
+        description="Write report.md and plots from the results. Final-score rules: "
+        + "; ".join(f"{name}: {text}" for name, text in scores.FINAL_RULES.items()) + ".", **sub,
+    )  # fmt: skip
+    rep.add_argument("--out", type=pathlib.Path, default=pathlib.Path("atari_benchmark"), help="results folder")
+    rep.add_argument("--rule", default=scores.DEFAULT_RULE, choices=list(scores.FINAL_RULES), help="final-score rule")
+    rep.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
     args = parser.parse_args(argv)
+    with extras_needed("atari_benchmark"):
+        _command(args)
+
+
+def _command(args: argparse.Namespace) -> None:
 
     if args.command == "report":
         print(f"wrote {report.write_report(args.out, args.rule, args.bootstrap)}")
@@ -93,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "status":
         _print_progress(runner.progress(specs, settings, args.out))
         return
+    _require("yaml", "rl_zoo3", "ale_py", *(["ray"] if args.ray_address else []))
     print(f"{len(specs)} runs of {settings.frames:,} frames into {args.out}", flush=True)
 
     def announce(result: runner.RunResult) -> None:

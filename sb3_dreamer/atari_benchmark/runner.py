@@ -40,7 +40,6 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 import numpy as np
-import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_dreamer.envs.atari import FRAMES_PER_STEP, ale_name
@@ -108,6 +107,8 @@ def hyperparameters(algo: str, overrides: dict[str, Any] | None = None) -> dict[
         text = resources.files("sb3_dreamer").joinpath("hyperparams", "dreamerv2.yml").read_text()
     else:
         text = resources.files("rl_zoo3").joinpath("hyperparams", f"{algo}.yml").read_text()
+    import yaml  # the zoo extra's (pyyaml)
+
     params = dict(yaml.safe_load(text)["atari"])
     if algo != "dreamerv2":
         params["env_wrapper"] = [{ATARI_WRAPPER: {"terminal_on_life_loss": False}}]
@@ -215,6 +216,8 @@ def _write_conf(spec: RunSpec, settings: Settings, directory: pathlib.Path) -> N
     callback = {f"{__name__}.RunCheckpointCallback": {"save_freq": save_freq, "run_dir": str(directory)}}
     extra = params.get("callback") or []
     params["callback"] = [callback, *(extra if isinstance(extra, list) else [extra])]  # the overrides' come after
+    import yaml
+
     (directory / "conf.yml").write_text(yaml.safe_dump({"atari": params}, sort_keys=False))
 
 
