@@ -46,7 +46,8 @@ checkpoints, the best and the final model and a learning-curve plot (with the ta
 
 By default it trains CartPole-v1 with the tuned settings of hyperparams/dreamerv2.yml and stops at the first
 evaluation at or above the task's solved threshold (475 for CartPole-v1) that a second evaluation over
---final-eval-episodes fresh episodes confirms (--no-stop-when-solved trains all --steps). At the end it
+--final-eval-episodes fresh episodes confirms, its mean less two standard errors at or above the threshold
+(--no-stop-when-solved trains all --steps). At the end it
 evaluates the final model and the best one (best_model.zip, kept by the periodic evaluation) over
 --final-eval-episodes deterministic episodes and says which file to use.
 
@@ -118,8 +119,10 @@ def _evaluate(model: DreamerV2, env_id: str, episodes: int, seed: int) -> tuple[
 
 class ConfirmSolved(BaseCallback):
     """EvalCallback's ``callback_after_eval``: when a periodic evaluation reaches ``solved_at``, evaluate again
-    over ``episodes`` fresh episodes and stop training only if that confirms it (a 5-episode mean at the
-    threshold often is a policy that drops a few of 20 episodes). Also notes when EvalCallback saved a new best.
+    over ``episodes`` fresh episodes and stop training only if that confirms it: the mean less two standard
+    errors at or above ``solved_at``. (A 5-episode mean at the threshold is often a policy that drops a few of
+    20 episodes; and one CartPole model scored 484.6 and 458.2 on two sets of 20 episodes.) Also notes when
+    EvalCallback saved a new best.
     """
 
     parent: EvalCallback
@@ -138,10 +141,12 @@ class ConfirmSolved(BaseCallback):
         if not self.stop or self.solved_at is None or self.parent.last_mean_reward < self.solved_at:
             return True
         mean, std = _evaluate(self.model, self.env_id, self.episodes, self.seed + len(self.confirmations))  # type: ignore[arg-type]
-        self.confirmations.append({"steps": self.num_timesteps, "mean": mean, "std": std})
-        solved = self.solved = mean >= self.solved_at
-        print(f"Confirming at {self.num_timesteps:,} steps: {mean:.1f} +- {std:.1f} over {self.episodes} episodes: "
-              + ("solved, stopping" if solved else "not yet, training on"))  # fmt: skip
+        lower = mean - 2 * std / np.sqrt(self.episodes)
+        self.confirmations.append({"steps": self.num_timesteps, "mean": mean, "std": std, "mean_less_2se": lower})
+        solved = self.solved = lower >= self.solved_at
+        verdict = "solved, stopping" if solved else "not yet, training on"
+        print(f"Confirming at {self.num_timesteps:,} steps: {mean:.1f} +- {std:.1f} over {self.episodes} episodes, "
+              f"less 2 standard errors {lower:.1f}: {verdict}")  # fmt: skip
         return not solved
 
 
@@ -182,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="stop at the first periodic evaluation at or above the solved threshold that --final-eval-episodes "
-        "fresh episodes confirm",
+        "fresh episodes confirm (their mean less two standard errors at or above it)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the agent and the training env")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for the small presets)")
