@@ -141,9 +141,9 @@ class ConfirmSolved(BaseCallback):
         if not self.stop or self.solved_at is None or self.parent.last_mean_reward < self.solved_at:
             return True
         mean, std = _evaluate(self.model, self.env_id, self.episodes, self.seed + len(self.confirmations))  # type: ignore[arg-type]
-        lower = mean - 2 * std / np.sqrt(self.episodes)
+        lower = mean - 2 * std / float(np.sqrt(self.episodes))
         self.confirmations.append({"steps": self.num_timesteps, "mean": mean, "std": std, "mean_less_2se": lower})
-        solved = self.solved = lower >= self.solved_at
+        solved = self.solved = bool(lower >= self.solved_at)
         verdict = "solved, stopping" if solved else "not yet, training on"
         print(f"Confirming at {self.num_timesteps:,} steps: {mean:.1f} +- {std:.1f} over {self.episodes} episodes, "
               f"less 2 standard errors {lower:.1f}: {verdict}")  # fmt: skip
