@@ -27,8 +27,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.checkpoint import sha256
 from sb3_dreamer.dreamer.dreamer import frames_per_step
+from sb3_dreamer.dreamer.safe_load import sha256
 from sb3_dreamer.pretrained import store_weights_in_float16, strip_optimizers
 
 ROOT = pathlib.Path(__file__).parents[1]

@@ -126,8 +126,8 @@ def predict_latency_ms(model: DreamerV2, n_envs: int, calls: int = 50) -> float:
 
 def time_updates(model: DreamerV2, device: str, warmup: int, updates: int) -> float:
     """Seconds per update on random replay data, after ``warmup`` updates (compilation included there)."""
-    fill(model, model.sequence_length * 4)
-    batches = [model.replay_buffer.sample(model.batch_size, model.sequence_length) for _ in range(warmup + updates)]
+    fill(model, model.config.sequence_length * 4)
+    batches = [model.replay_buffer.sample(model.batch_size, model.config.sequence_length) for _ in range(warmup + updates)]
     for batch in batches[:warmup]:
         model.train_step(batch)
     if device == "cuda":
@@ -141,7 +141,7 @@ def time_updates(model: DreamerV2, device: str, warmup: int, updates: int) -> fl
 
 def update_flops(model: DreamerV2) -> int:
     """FLOPs of one update (``FlopCounterMode``), on a batch from the model's (filled) replay."""
-    batch = model.replay_buffer.sample(model.batch_size, model.sequence_length)
+    batch = model.replay_buffer.sample(model.batch_size, model.config.sequence_length)
     with FlopCounterMode(display=False) as counter:
         model.train_step(batch)
     return counter.get_total_flops()
@@ -157,7 +157,7 @@ KERNEL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_convolution", "ate
 def kernel_share(model: DreamerV2) -> dict:
     """Where one profiled update's CPU time goes: the matmuls and convolutions against everything else (the
     elementwise ops, the optimiser steps, Python and autograd). The profiler slows the update by ~5-10 %."""
-    batch = model.replay_buffer.sample(model.batch_size, model.sequence_length)
+    batch = model.replay_buffer.sample(model.batch_size, model.config.sequence_length)
     with th.profiler.profile(activities=[th.profiler.ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         model.train_step(batch)
@@ -189,13 +189,13 @@ def describe(model: DreamerV2, preset: str, seconds: float, warmup_s: float) -> 
         share["matmul_and_conv_gflops"] = round(flops / 1e9 / share["matmul_and_conv_s"], 1)
     return {
         "preset": preset,
-        "mixed_precision": model.mixed_precision,
-        "compile_model": model.compile_model,
-        "keep_host_memory": model.keep_host_memory,
+        "mixed_precision": model.config.mixed_precision,
+        "compile_model": model.config.compile_model,
+        "keep_host_memory": model.config.keep_host_memory,
         "warmup_s": round(warmup_s, 1),
         "predict_ms_1_env": round(predict_latency_ms(model, 1), 2),
         "predict_ms_16_envs": round(predict_latency_ms(model, 16), 2),
-        "batch": f"{model.batch_size}x{model.sequence_length}",
+        "batch": f"{model.batch_size}x{model.config.sequence_length}",
         "world_model_params": params,
         "seconds_per_update": round(seconds, 4),
         "gflop_per_update": round(flops / 1e9, 1),

@@ -1,14 +1,15 @@
 """DreamerV2 for Stable-Baselines3."""
 
-from sb3_dreamer.common.callbacks import OpenLoopVideoCallback
-from sb3_dreamer.common.checkpoint import ResumableCheckpointCallback
-from sb3_dreamer.dreamer import PRESETS, CnnPolicy, DreamerPolicy, DreamerV2, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer import PRESETS, CnnPolicy, DreamerConfig, DreamerPolicy, DreamerV2, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer.callbacks import OpenLoopVideoCallback
+from sb3_dreamer.dreamer.checkpoint import ResumableCheckpointCallback
 from sb3_dreamer.envs import register_envs
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = [
     "PRESETS",
     "CnnPolicy",
+    "DreamerConfig",
     "DreamerPolicy",
     "DreamerV2",
     "MlpPolicy",

@@ -25,7 +25,8 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.type_aliases import GymEnv
 
-from sb3_dreamer.dreamer.dreamer import DreamerV2, atomic_write
+from sb3_dreamer.dreamer.dreamer import DreamerV2
+from sb3_dreamer.dreamer.persistence import atomic_write
 
 DEFAULT_FOLDER = "rl-trained-agents"
 

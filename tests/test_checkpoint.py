@@ -15,7 +15,7 @@ from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_dreamer import DreamerV2, ResumableCheckpointCallback
-from sb3_dreamer.common.checkpoint import latest_checkpoint, read_checkpoint
+from sb3_dreamer.dreamer.checkpoint import latest_checkpoint, read_checkpoint
 
 TRAIN = """
 import sys
@@ -126,7 +126,7 @@ def test_unpicklable_envs_need_the_env_at_resume(tmp_path):
 
 def test_simulator_envs_are_not_pickled(tmp_path):
     pytest.importorskip("ale_py")
-    from sb3_dreamer.common.checkpoint import write_checkpoint
+    from sb3_dreamer.dreamer.checkpoint import write_checkpoint
 
     model = DreamerV2.from_preset("debug", "CnnPolicy", make_vec_env("sb3_dreamer/Pong-v0", n_envs=1, seed=0), seed=0)
     checkpoint = write_checkpoint(model, tmp_path / "ckpt")  # an ALE emulator would come back in another state

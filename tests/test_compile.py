@@ -7,6 +7,7 @@ import torch as th
 from gymnasium import spaces
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.dreamer.behavior import resolved_actor_grad
 from tests.conftest import SpacesEnv
 
 
@@ -32,14 +33,12 @@ def _plain_and_compiled(continuous: bool = False):
     """Two equal models, plain and with ``compile_model``, with the same replay, and a batch of it."""
     plain, compiled = _model(False, continuous), _model(True, continuous)
     _fill(plain, compiled)
-    return plain, compiled, plain.replay_buffer.sample(plain.batch_size, plain.sequence_length)
+    return plain, compiled, plain.replay_buffer.sample(plain.batch_size, plain.config.sequence_length)
 
 
 def _world_model_loss(model: DreamerV2, batch):
     """The world model's loss on ``batch`` with the model's settings, as ``update`` computes it."""
-    settings = (model.kl_scale, model.kl_balance, model.kl_free, model.kl_free_avg, model.reward_scale,
-                model.discount_scale, model.reward_transform)  # fmt: skip
-    return model._update_fns().loss(batch, *settings)
+    return model._updater.model_loss(batch)
 
 
 def test_compiled_update_equals_the_plain_one():
@@ -77,10 +76,10 @@ def test_compiled_imagination_gradients_equal_the_plain_ones():
     plain, compiled, batch = _plain_and_compiled(continuous=True)
     grads = []
     for model in (plain, compiled):
-        assert model._resolved_actor_grad() == "dynamics"
+        assert resolved_actor_grad(model.config, model.policy.discrete) == "dynamics"
         th.manual_seed(1)
         post = _world_model_loss(model, batch).post
-        behavior = model.behavior_loss(post, batch.is_terminal)
+        behavior = model._updater.behavior_loss(post, batch.is_terminal)
         model.policy.actor.zero_grad()
         model.policy.critic.zero_grad()
         (behavior.actor_loss + behavior.critic_loss).backward()
@@ -102,14 +101,14 @@ def _state(model: DreamerV2) -> list[th.Tensor]:
 def test_sync_free_update_equals_the_plain_one_and_skips_nonfinite_steps():
     plain, sync_free = _model(False), _model(False)
     _fill(plain, sync_free)
-    batches = [plain.replay_buffer.sample(plain.batch_size, plain.sequence_length) for _ in range(3)]
+    batches = [plain.replay_buffer.sample(plain.batch_size, plain.config.sequence_length) for _ in range(3)]
     bad = batches[0]._replace(obs={k: th.full_like(v, float("nan")) for k, v in batches[0].obs.items()})
     for i, batch in enumerate([*batches, bad]):
         results = []
         for model, flag in ((plain, False), (sync_free, True)):
             th.manual_seed(i)
             before = _state(model)
-            results.append({key: float(value) for key, value in model.update(batch, sync_free=flag).items()})
+            results.append({key: float(value) for key, value in model._updater.update(batch, sync_free=flag).items()})
             if batch is bad:  # every step skipped: parameters and optimiser state exactly as before
                 assert all(th.equal(a, b) for a, b in zip(before, _state(model)))
         assert results[0]["skipped_steps"] == results[1]["skipped_steps"] == (3.0 if batch is bad else 0.0)
@@ -124,8 +123,9 @@ def test_cuda_graph_is_refused_with_fp16_and_ignored_on_a_cpu():
     with pytest.raises(ValueError, match="mixed_precision='bf16'"):
         DreamerV2.from_preset("debug", "MlpPolicy", env, cuda_graph=True, mixed_precision="fp16")
     with pytest.warns(UserWarning, match="no effect on device cpu"):
-        model = DreamerV2.from_preset("debug", "MlpPolicy", env, cuda_graph=True, device="cpu")
-    assert not model._uses_graph()
+        model = DreamerV2.from_preset("debug", "MlpPolicy", env, cuda_graph=True, device="cpu", learning_starts=64)
+    model.learn(100)  # eagerly
+    assert model._n_updates > 0
 
 
 @pytest.mark.parametrize("action_space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)])
@@ -140,27 +140,27 @@ def test_the_update_runs_the_actor_once_per_imagined_state(action_space):
     calls = []
     model.policy.actor.net.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
     before = [p.detach().clone() for p in model.policy.actor.parameters()]
-    model.update(model.replay_buffer.sample(model.batch_size, model.sequence_length))
-    assert len(calls) == model.imagination_horizon
-    assert all(n == model.batch_size * model.sequence_length for n in calls)
+    model._updater.update(model.replay_buffer.sample(model.batch_size, model.config.sequence_length))
+    assert len(calls) == model.config.imagination_horizon
+    assert all(n == model.batch_size * model.config.sequence_length for n in calls)
     assert any(not th.equal(p, q) for p, q in zip(before, model.policy.actor.parameters()))  # and it learns
 
 
 def test_a_model_saved_with_capturable_optimisers_trains_eagerly_after_loading(tmp_path):
     # A model trained with cuda_graph saves its optimisers with capturable=True; AdamW refuses such a step on
     # CPU tensors unless the flag is switched back.
-    from sb3_dreamer.common.cuda_graph import set_capturable
+    from sb3_dreamer.accel.cuda_graph import set_capturable
 
     model = _model(False)
     _fill(model)
-    model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    model.train_step(model.replay_buffer.sample(model.batch_size, model.config.sequence_length))
     for optimizer in (model.policy.model_optimizer, model.policy.actor_optimizer, model.policy.critic_optimizer):
         set_capturable(optimizer, True)
     model.save(tmp_path / "graphed.zip")
     loaded = DreamerV2.load(tmp_path / "graphed.zip", device="cpu")
     assert loaded.policy.model_optimizer.param_groups[0]["capturable"]
     _fill(loaded)
-    loaded.train_step(loaded.replay_buffer.sample(loaded.batch_size, loaded.sequence_length))
+    loaded.train_step(loaded.replay_buffer.sample(loaded.batch_size, loaded.config.sequence_length))
     assert not loaded.policy.model_optimizer.param_groups[0]["capturable"]
 
 
@@ -169,7 +169,7 @@ def test_adam_steps_with_the_fused_kernel_on_a_cpu_as_foreach_would():
 
     model = _model(False)
     _fill(model)
-    batch = model.replay_buffer.sample(model.batch_size, model.sequence_length)
+    batch = model.replay_buffer.sample(model.batch_size, model.config.sequence_length)
     model.train_step(batch)
     optimizer = model.policy.model_optimizer
     assert optimizer.param_groups[0]["fused"] and not optimizer.param_groups[0]["foreach"]

@@ -6,7 +6,7 @@ import collections
 import torch as th
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from sb3_dreamer.common.compile_passes import (
+from sb3_dreamer.accel.compile_passes import (
     COPY_ROWS,
     MAX_INNER,
     WIDE_INPUT,

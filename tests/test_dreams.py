@@ -6,8 +6,9 @@ import torch as th
 from stable_baselines3.common.logger import KVWriter, Logger, Video
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.callbacks import OpenLoopVideoCallback, tensorboard_can_write_videos
-from sb3_dreamer.common.dreams import (
+from sb3_dreamer.dream import main
+from sb3_dreamer.dreamer.callbacks import OpenLoopVideoCallback, tensorboard_can_write_videos
+from sb3_dreamer.dreamer.dreams import (
     as_rgb,
     decode_image,
     image_key,
@@ -16,7 +17,6 @@ from sb3_dreamer.common.dreams import (
     real_vs_imagined,
     to_uint8,
 )
-from sb3_dreamer.dream import main
 from tests.conftest import ImageEnv
 
 T = 8  # the debug preset's sequence_length
@@ -189,7 +189,7 @@ def test_open_loop_video_reaches_tensorboard(model, tmp_path):
 def test_open_loop_video_callback_warns_when_tensorboard_cannot_write_videos(tmp_path, monkeypatch):
     from stable_baselines3.common.logger import configure
 
-    from sb3_dreamer.common import callbacks
+    from sb3_dreamer.dreamer import callbacks
 
     monkeypatch.setattr(callbacks, "tensorboard_can_write_videos", lambda: False)
     model = DreamerV2.from_preset("debug", "CnnPolicy", ImageEnv(), seed=0)

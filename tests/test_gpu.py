@@ -62,7 +62,7 @@ def _filled(discrete: bool, **kwargs) -> DreamerV2:  # noqa: ANN003
 @pytest.mark.parametrize("discrete", [True, False])  # reinforce; dynamics (gradients through the frozen model)
 def test_cuda_graph_update_equals_the_eager_one(discrete):
     eager, graphed = _filled(discrete), _filled(discrete, cuda_graph=True)
-    batches = [eager.replay_buffer.sample(eager.batch_size, eager.sequence_length) for _ in range(6)]
+    batches = [eager.replay_buffer.sample(eager.batch_size, eager.config.sequence_length) for _ in range(6)]
     for i, batch in enumerate(batches):  # 4 eager updates (the first creates the optimiser state), capture, replay
         results = []
         for model in (eager, graphed):
@@ -70,7 +70,7 @@ def test_cuda_graph_update_equals_the_eager_one(discrete):
             results.append({key: float(value) for key, value in model.train_step(batch).items()})
         for key, value in results[0].items():
             assert results[1][key] == pytest.approx(value, rel=1e-3, abs=1e-5), (i, key)
-    assert graphed._graphed_update is not None and graphed._graphed_update.captures == 1
+    assert graphed._execution._graphed_update is not None and graphed._execution._graphed_update.captures == 1
     for p, q in zip(eager.policy.parameters(), graphed.policy.parameters()):
         th.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
     # A non-finite batch replayed through the graph skips all three steps and leaves the weights alone.
@@ -84,14 +84,14 @@ def test_cuda_graph_trains_in_bf16_and_learn():
     model = DreamerV2("CnnPolicy", ImageEnv(), **{**PRESETS["debug"], "seed": 0}, device="cuda", mixed_precision="bf16",
                       cuda_graph=True)  # fmt: skip
     model.learn(200)
-    assert model._graphed_update is not None and model._graphed_update.captures == 1
-    assert model._graphed_act is not None and model._graphed_act.captures == 1
-    metrics = model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
+    assert model._execution._graphed_update is not None and model._execution._graphed_update.captures == 1
+    assert model._execution._graphed_act is not None and model._execution._graphed_act.captures == 1
+    metrics = model.train_step(model.replay_buffer.sample(model.batch_size, model.config.sequence_length))
     assert all(th.isfinite(v).all() for v in metrics.values())
 
 
 def test_cuda_graph_acting_step_equals_the_eager_one():
-    from sb3_dreamer.common.cuda_graph import GraphedCall
+    from sb3_dreamer.accel.cuda_graph import GraphedCall
 
     model = DreamerV2("CnnPolicy", ImageEnv(), **{**PRESETS["debug"], "seed": 0}, device="cuda", expl_noise=0.3)
     graphed = GraphedCall(model._act_step, warmup=2)
@@ -115,9 +115,9 @@ def test_cuda_graph_acting_step_equals_the_eager_one():
 def test_cuda_graph_is_captured_again_when_a_hyperparameter_changes():
     model = _filled(True, cuda_graph=True)
     for _ in range(6):
-        model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
-    assert model._graphed_update is not None and model._graphed_update.captures == 1
-    model.actor_entropy *= 10  # e.g. annealed by a callback: the captured value must not be used any more
+        model.train_step(model.replay_buffer.sample(model.batch_size, model.config.sequence_length))
+    assert model._execution._graphed_update is not None and model._execution._graphed_update.captures == 1
+    model.config = model.config.replace(actor_entropy=model.config.actor_entropy * 10)  # e.g. annealed by a callback
     for _ in range(5):
-        model.train_step(model.replay_buffer.sample(model.batch_size, model.sequence_length))
-    assert model._graphed_update.captures == 2
+        model.train_step(model.replay_buffer.sample(model.batch_size, model.config.sequence_length))
+    assert model._execution._graphed_update.captures == 2

@@ -7,7 +7,7 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 
-from sb3_dreamer.common.loop_linear import LoopLinear
+from sb3_dreamer.accel.loop_linear import LoopLinear
 
 T, B, N = 6, 4, 8
 

@@ -4,16 +4,29 @@ import torch as th
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sb3_dreamer.common.networks import (
+from sb3_dreamer.accel.conv import (
     Conv2dFewOutputs,
     ConvTranspose1x1In,
     ConvTransposeBiasApart,
     ConvTransposeFewChannels,
-    Decoder,
-    Encoder,
+    accelerate_decoder,
+    accelerate_encoder,
     conv_backward,
-    mlp,
 )
+from sb3_dreamer.accel.modules import FlatMLP
+from sb3_dreamer.common.networks import Decoder, Encoder, mlp
+
+
+def _fast_encoder(*args, **kwargs) -> Encoder:
+    encoder = Encoder(*args, **kwargs)
+    accelerate_encoder(encoder.cnn)
+    return encoder
+
+
+def _fast_decoder(*args, **kwargs) -> Decoder:
+    decoder = Decoder(*args, **kwargs)
+    accelerate_decoder(decoder.cnn)
+    return decoder
 
 
 def test_conv_transpose_on_a_1x1_input_is_the_matmul():
@@ -69,10 +82,19 @@ def test_fast_conv_transposes_are_the_plain_layer():
         th.testing.assert_close(fast(x), plain(x), rtol=2e-2, atol=2e-2)
 
 
+def test_plain_stacks_lay_out_no_memory_format():
+    """Without ``sb3_dreamer.accel`` the encoder and decoder are plain ``nn.Conv2d`` / ``nn.ConvTranspose2d``."""
+    shapes = {"image": (3, 64, 64)}
+    encoder, decoder = Encoder(shapes, cnn_depth=4), Decoder(shapes, 20, cnn_depth=4)
+    assert {type(m) for m in encoder.cnn if isinstance(m, nn.Conv2d)} == {nn.Conv2d}
+    assert {type(m) for m in decoder.cnn if isinstance(m, nn.ConvTranspose2d)} == {nn.ConvTranspose2d}
+    assert decoder(th.randn(2, 20))["image"].shape == (2, 3, 64, 64)
+
+
 def test_channels_last_stacks_match_plain_convolutions():
     th.manual_seed(0)
     shapes = {"image": (3, 64, 64)}
-    encoder, decoder = Encoder(shapes, cnn_depth=4, mlp_layers=1, mlp_units=8), Decoder(shapes, 20, cnn_depth=4)
+    encoder, decoder = _fast_encoder(shapes, cnn_depth=4, mlp_layers=1, mlp_units=8), _fast_decoder(shapes, 20, cnn_depth=4)
     image, feat = th.rand(2, 5, 3, 64, 64) - 0.5, th.randn(2, 5, 20)
     x = image.flatten(0, 1)
     assert isinstance(encoder.cnn[-3], Conv2dFewOutputs)  # 6x6 -> 2x2: the matmul form
@@ -84,7 +106,8 @@ def test_channels_last_stacks_match_plain_convolutions():
     th.testing.assert_close(encoder({"image": image}), x.reshape(2, 5, -1).contiguous(), rtol=1e-5, atol=1e-5)
     assert isinstance(decoder.cnn[-1], ConvTransposeFewChannels)  # 3 channels: the phase-matmul form
     assert sum(isinstance(layer, ConvTransposeBiasApart) for layer in decoder.cnn) == 3  # the strided ones
-    assert decoder.cnn[3](th.randn(2, 128, 1, 1)).is_contiguous(memory_format=th.channels_last)  # 1x1 -> 5x5
+    assert isinstance(decoder.cnn[2], ConvTranspose1x1In)
+    assert decoder.cnn[2](th.randn(2, 128, 1, 1)).is_contiguous(memory_format=th.channels_last)  # 1x1 -> 5x5
     y = feat.flatten(0, 1)
     for layer in decoder.cnn:
         if isinstance(layer, nn.ConvTranspose2d):
@@ -99,7 +122,7 @@ def test_compiled_decoder_keeps_the_fast_layers_and_their_values():
     # The phase-matmul layer is an opaque custom op to torch.compile (inductor's own loops for it ran ~5x slower):
     # it compiles into one graph (fullgraph) with the same values and gradients as eager.
     th.manual_seed(0)
-    decoder = Decoder({"image": (1, 64, 64)}, 20, cnn_depth=4)
+    decoder = _fast_decoder({"image": (1, 64, 64)}, 20, cnn_depth=4)
     feat = th.randn(3, 20, requires_grad=True)
 
     def loss(feat: th.Tensor) -> th.Tensor:
@@ -112,9 +135,9 @@ def test_compiled_decoder_keeps_the_fast_layers_and_their_values():
 
 
 def test_compiled_encoder_gives_the_eager_values_and_gradients():
-    # Compiled on a CPU, the first convolution's backward is the opaque conv_backward op (Conv2dFewChannelsIn).
+    # Compiled on a CPU, the first convolution's backward is the opaque conv_backward op (FirstConv2d).
     th.manual_seed(0)
-    encoder = Encoder({"image": (1, 64, 64)}, cnn_depth=4)
+    encoder = _fast_encoder({"image": (1, 64, 64)}, cnn_depth=4)
     image = th.randn(3, 1, 64, 64)
 
     def loss(image: th.Tensor) -> th.Tensor:
@@ -153,8 +176,8 @@ def test_flop_counter_counts_the_phase_matmul_layer_as_the_convolution_it_is():
 
 def test_mlp_on_leading_axes_is_the_plain_sequential():
     th.manual_seed(0)
-    net = mlp(6, 2, 2, 8)
-    plain = nn.Sequential(*net)  # the same layers, applied to the 3-D tensor as it comes
+    plain = mlp(6, 2, 2, 8)  # the layers applied to the 3-D tensor as it comes
+    net = FlatMLP(*(nn.ELU(inplace=True) if isinstance(layer, nn.ELU) else layer for layer in plain))
     x = th.randn(3, 4, 6, requires_grad=True)
     th.testing.assert_close(net(x), plain(x.clone()))
     (grad,) = th.autograd.grad(net(x).square().sum(), x)

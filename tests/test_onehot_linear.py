@@ -1,15 +1,41 @@
 """``onehot_linear`` is ``nn.Linear`` on inputs with one-hot columns: same values (to float tolerance), same
-gradients; and the imagination, which uses it, gives what the plain layers give on its features."""
+gradients; and the layers that use it (swapped in by ``sb3_dreamer.accel``) give what the plain layers give on the
+model's features, in the imagination and in the world model's loss."""
+
+import copy
 
 import pytest
 import torch as th
+from torch import nn
 
+from sb3_dreamer.accel.modules import FastRSSM, FlatMLP, LatentInputLinear, accelerate
+from sb3_dreamer.accel.onehot_linear import SPARSE_MIN_CLASSES, OneHotColumns, onehot_columns_grad, onehot_linear
 from sb3_dreamer.common.distributions import OneHotST
 from sb3_dreamer.common.networks import mlp
-from sb3_dreamer.common.onehot_linear import SPARSE_MIN_CLASSES, OneHotColumns, onehot_columns_grad, onehot_linear
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import RSSMState
-from sb3_dreamer.dreamer.policies import Actor, WorldModel
+from sb3_dreamer.dreamer.behavior import Actor
+from sb3_dreamer.dreamer.config import DreamerConfig
+from sb3_dreamer.dreamer.world_model import WorldModel
+
+SMALL = DreamerConfig(deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12, cnn_depth=4, mlp_layers=2, mlp_units=16)
+
+
+class Agent(nn.Module):
+    """A world model and an actor with critics, as ``accelerate`` takes them (a policy's parts)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], discrete: bool = True, pred_discount: bool = True):
+        super().__init__()
+        self.world_model = WorldModel(shapes, 3, SMALL.replace(pred_discount=pred_discount))
+        feat = self.world_model.rssm.feat_size
+        self.actor = Actor(feat, 3, discrete, layers=2, units=16, norm="none", min_std=0.1)
+        self.critic, self.slow_critic = mlp(feat, 1, 2, 16), mlp(feat, 1, 2, 16)
+
+
+def _fast(agent: Agent) -> Agent:
+    fast = copy.deepcopy(agent)
+    accelerate(fast)
+    return fast
 
 
 def _onehot(n: int, groups: int = 4, classes: int = 5, seed: int = 0) -> th.Tensor:
@@ -84,7 +110,10 @@ def test_an_mlp_given_the_one_hot_columns_equals_the_plain_mlp():
     net = mlp(6 + 20, 2, layers=2, units=16)
     onehot = _onehot(2 * 15).detach().view(2, 15, 4, 5)
     x = th.cat([th.randn(2, 15, 6), onehot.flatten(-2)], -1)
-    th.testing.assert_close(net(x, OneHotColumns.of(onehot, 6)), net(x))
+    fast = copy.deepcopy(net)
+    fast.__class__, fast[0].__class__ = FlatMLP, LatentInputLinear
+    fast[0].latent = (6, 4, 5)
+    th.testing.assert_close(fast(x), net(x))
 
 
 def test_img_step_given_the_one_hot_classes_equals_the_plain_step():
@@ -93,7 +122,9 @@ def test_img_step_given_the_one_hot_classes_equals_the_plain_step():
     stoch = _onehot(10).detach()
     prev = RSSMState(th.randn(10, 16), stoch, th.zeros(10, 4, 5))
     action = th.nn.functional.one_hot(th.randint(0, 3, (10,)), 3).float()
-    fast = rssm.img_step(prev, action, sample=False, stoch_hot=OneHotColumns.of(stoch, 0).hot)
+    fast_rssm = copy.deepcopy(rssm)
+    fast_rssm.__class__ = FastRSSM
+    fast = fast_rssm.img_step(prev, action, sample=False)
     plain = rssm.img_step(prev, action, sample=False)
     th.testing.assert_close(fast.deter, plain.deter)
     th.testing.assert_close(fast.logits, plain.logits)
@@ -101,16 +132,14 @@ def test_img_step_given_the_one_hot_classes_equals_the_plain_step():
 
 @pytest.mark.parametrize("discrete", [True, False])
 def test_imagination_heads_equal_the_plain_heads_on_its_features(discrete: bool):
-    """``imagine`` runs the actor, reward and discount heads through ``onehot_linear``; on its (exactly one-hot)
-    features the plain heads give the same values."""
+    """The accelerated ``imagine`` runs the actor, reward and discount heads through ``onehot_linear``; on its
+    (exactly one-hot) features the plain heads give the same values."""
     th.manual_seed(0)
-    shapes = {"state": (5,)}
-    model = WorldModel(shapes, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
-                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
-    actor = Actor(model.rssm.feat_size, 3, discrete, layers=2, units=16, norm="none", min_std=0.1)
+    agent = Agent({"state": (5,)}, discrete)
+    fast, model, actor = _fast(agent), agent.world_model, agent.actor
     start = RSSMState(th.randn(8, 16), _onehot(8).detach(), th.zeros(8, 4, 5))
     with th.no_grad():
-        traj = model.imagine(actor, start, th.zeros(8), horizon=5, gamma=0.99)
+        traj = fast.world_model.imagine(fast.actor, start, th.zeros(8), horizon=5, gamma=0.99)
         assert set(traj.feat[..., 16:].unique().tolist()) == {0.0, 1.0}
         th.testing.assert_close(traj.reward, model.reward_head(traj.feat).squeeze(-1))
         th.testing.assert_close(traj.discount[1:], 0.99 * th.sigmoid(model.discount_head(traj.feat[1:]).squeeze(-1)))
@@ -122,9 +151,8 @@ def test_the_last_actor_output_records_a_gradient_only_with_autograd_on(grad_ena
     """The actor loss reads the outputs of states 0..H-2; the last one reaches it only through the dynamics
     (``dynamics`` mode, autograd on), so under ``no_grad`` (``reinforce``) it has no graph."""
     th.manual_seed(0)
-    model = WorldModel({"state": (5,)}, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
-                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=False)  # fmt: skip
-    actor = Actor(model.rssm.feat_size, 3, True, layers=2, units=16, norm="none", min_std=0.1)
+    agent = Agent({"state": (5,)}, pred_discount=False)
+    model, actor = agent.world_model, agent.actor
     start = RSSMState(th.randn(8, 16), _onehot(8).detach(), th.zeros(8, 4, 5))
     with th.set_grad_enabled(grad_enabled):
         traj = model.imagine(actor, start, th.zeros(8), horizon=4, gamma=0.99)
@@ -138,32 +166,31 @@ def test_the_last_actor_output_records_a_gradient_only_with_autograd_on(grad_ena
 
 
 def test_world_model_heads_on_the_posterior_equal_the_plain_heads():
-    """The world model's loss runs its decoder, reward and discount heads through ``onehot_linear`` on the
+    """The accelerated world model runs its decoder, reward and discount heads through ``onehot_linear`` on the
     posterior features (straight-through samples): the same outputs, the same gradients for every parameter and
     for the posterior logits, as the plain heads."""
     th.manual_seed(0)
-    shapes = {"image": (1, 64, 64), "state": (5,)}
-    model = WorldModel(shapes, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
-                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
+    agent = Agent({"image": (1, 64, 64), "state": (5,)})
+    models = {False: agent.world_model, True: _fast(agent).world_model}
     logits = th.randn(3, 2, 4, 5, requires_grad=True)
     deter = th.randn(3, 2, 16, requires_grad=True)
 
     def outputs(fast: bool) -> list[th.Tensor]:
         th.manual_seed(1)
+        model = models[fast]
         post = RSSMState(deter, OneHotST(logits).sample(), logits)  # the same sample on both sides
-        columns = OneHotColumns.of(post.stoch, model.rssm.deter_size) if fast else None
         feat = post.feat()
-        decoded = model.decoder(feat, columns)
-        return [decoded["image"], decoded["state"], model.reward_head(feat, columns), model.discount_head(feat, columns)]
+        decoded = model.decoder(feat)
+        return [decoded["image"], decoded["state"], model.reward_head(feat), model.discount_head(feat)]
 
-    def grads(values: list[th.Tensor]) -> list[th.Tensor]:
+    def grads(values: list[th.Tensor], fast: bool) -> list[th.Tensor]:
         loss = sum((v * th.randn(v.shape, generator=th.Generator().manual_seed(i))).sum() for i, v in enumerate(values))
-        return list(th.autograd.grad(loss, [logits, deter, *model.parameters()], allow_unused=True))
+        return list(th.autograd.grad(loss, [logits, deter, *models[fast].parameters()], allow_unused=True))
 
     fast, plain = outputs(True), outputs(False)
     for a, b in zip(fast, plain):
         th.testing.assert_close(a, b)
-    for a, b in zip(grads(fast), grads(plain)):
+    for a, b in zip(grads(fast, True), grads(plain, False)):
         assert (a is None) == (b is None)
         if a is not None:
             th.testing.assert_close(a, b)
@@ -173,11 +200,10 @@ def test_world_model_heads_on_the_posterior_equal_the_plain_heads():
 def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_discount(grad: bool):
     """The behavior loss imagines with ``last_heads=False``: the lambda-returns never read the last state's reward
     and discount, so they are not predicted; everything else is what the full imagination gives. Under autograd
-    (``dynamics``: the heads then read every state and their outputs are sliced) the gradients are those of the
-    heads applied to the states' slice."""
-    model = WorldModel({"state": (5,)}, action_dim=3, deter_size=16, stoch_size=4, stoch_classes=5, hidden_size=12,
-                       cnn_depth=4, mlp_layers=2, mlp_units=16, norm="none", pred_discount=True)  # fmt: skip
-    actor = Actor(model.rssm.feat_size, 3, True, layers=2, units=16, norm="none", min_std=0.1)
+    (``dynamics``) the gradients are those of the heads applied to the states' slice, also in the accelerated
+    model."""
+    agent = _fast(Agent({"state": (5,)}))
+    model, actor = agent.world_model, agent.actor
     deter = th.randn(8, 16, requires_grad=grad)
     start = RSSMState(deter, _onehot(8).detach(), th.zeros(8, 4, 5))
     terminal = (th.arange(8) % 3 == 0).float()
@@ -199,8 +225,8 @@ def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_disco
         loss = (reward * th.arange(1.0, 6.0)[:, None]).sum() + discount.square().sum()
         return th.autograd.grad(loss, deter, retain_graph=True)[0]
 
-    reward = model.reward_head(short.feat[:5], short.onehot.at(slice(5))).squeeze(-1)
-    discount = 0.99 * th.sigmoid(model.discount_head(short.feat[1:5], short.onehot.at(slice(1, 5))).squeeze(-1))
+    reward = model.reward_head(short.feat[:5]).squeeze(-1)
+    discount = 0.99 * th.sigmoid(model.discount_head(short.feat[1:5]).squeeze(-1))
     expected = deter_grad(reward, discount)
     assert expected.abs().sum() > 0
     for traj in (short, full):

@@ -6,7 +6,7 @@ import pytest
 import torch as th
 from torch.profiler import ProfilerActivity, profile
 
-from sb3_dreamer.common.optim import AdamW, memory_order
+from sb3_dreamer.accel.optim import AdamW, memory_order
 
 CL, CF = th.channels_last, th.contiguous_format
 

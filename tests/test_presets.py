@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from sb3_dreamer import PRESETS, DreamerV2
+from sb3_dreamer import PRESETS, DreamerConfig, DreamerV2
 from tests.conftest import ImageEnv
 
 IMAGE_GRAY = spaces.Box(0, 255, (64, 64, 1), np.uint8)
@@ -29,8 +29,7 @@ class SpacesEnv(ImageEnv):
 def test_presets_build(preset, policy, obs_space, act_space):
     model = DreamerV2.from_preset(preset, policy, SpacesEnv(obs_space, act_space), seed=0)
     for key, value in PRESETS[preset].items():
-        attribute = getattr(model, key)
-        assert (attribute.frequency if key == "train_freq" else attribute) == value, key
+        assert _setting(model, key) == value, key
     assert model.replay_buffer.storage is None
 
 
@@ -53,6 +52,7 @@ def test_zoo_hyperparameters_match_the_presets_and_benchmark():
     with open("hyperparams/dreamerv2.yml") as file:
         zoo = yaml.safe_load(file)
     defaults = {name: p.default for name, p in inspect.signature(DreamerV2.__init__).parameters.items()}
+    defaults.update(DreamerConfig().to_dict())
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         params = {k: v for k, v in zoo[env_id].items() if k not in ("n_timesteps", "policy")}
         benchmark = DREAMER[("dreamerv2_fast", env_id)]  # the benchmark's default
@@ -63,5 +63,12 @@ def test_zoo_hyperparameters_match_the_presets_and_benchmark():
     atari = {k: v for k, v in zoo["atari"].items() if k not in ("n_timesteps", "policy")}
     model = DreamerV2("CnnPolicy", SpacesEnv(IMAGE_GRAY, spaces.Discrete(18)))
     for key, value in atari.items():
-        attribute = getattr(model, key)
-        assert (attribute.frequency if key == "train_freq" else attribute) == value, key
+        assert _setting(model, key) == value, key
+
+
+def _setting(model: DreamerV2, key: str) -> object:
+    """A hyperparameter as the model holds it: in its config, or as SB3's attribute."""
+    if key in DreamerConfig.names():
+        return getattr(model.config, key)
+    attribute = getattr(model, key)
+    return attribute.frequency if key == "train_freq" else attribute

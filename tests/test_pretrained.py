@@ -54,7 +54,7 @@ def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path):
     import torch as th
 
     from sb3_dreamer import DreamerV2
-    from sb3_dreamer.common.checkpoint import sha256
+    from sb3_dreamer.dreamer.safe_load import sha256
     from sb3_dreamer.pretrained import store_weights_in_float16
 
     model = DreamerV2("MlpPolicy", "CartPole-v1", deter_size=32, hidden_size=32, mlp_units=32, seed=0, device="cpu")

@@ -1,5 +1,8 @@
+import copy
+
 import torch as th
 
+from sb3_dreamer.accel.modules import FastRSSM
 from sb3_dreamer.common.rssm import RSSM
 from sb3_dreamer.common.type_aliases import RSSMState
 
@@ -33,10 +36,17 @@ def _gradients(rssm: RSSM, post: RSSMState, prior_logits: th.Tensor, inputs: lis
 
 
 def test_observe_equals_loop_of_obs_steps():
+    """The plain ``observe`` and its fast form (``FastRSSM``: projections for all steps at once, LoopLinear)."""
     rssm = _rssm()
+    fast_rssm = copy.deepcopy(rssm)
+    fast_rssm.__class__ = FastRSSM
     embed, action, is_first = _sequence()
     th.manual_seed(123)
-    post, prior_logits = rssm.observe(embed, action, is_first)
+    plain_post, plain_prior = rssm.observe(embed, action, is_first)
+    th.manual_seed(123)
+    post, prior_logits = fast_rssm.observe(embed, action, is_first)
+    for a, b in zip([*plain_post, plain_prior], [*post, prior_logits]):
+        assert th.allclose(a, b, atol=1e-5)
     th.manual_seed(123)
     loop = _loop_of_obs_steps(rssm, embed, action, is_first)
     assert th.allclose(post.deter, loop.deter, atol=1e-5)
@@ -44,7 +54,7 @@ def test_observe_equals_loop_of_obs_steps():
     assert th.allclose(post.logits, loop.logits, atol=1e-5)
     assert th.allclose(prior_logits, rssm.prior_logits(post.deter), atol=1e-6)
     # the same gradients: observe's loop weights take theirs as one matmul over the steps (LoopLinear)
-    fast = _gradients(rssm, post, prior_logits, [embed, action])
+    fast = _gradients(fast_rssm, post, prior_logits, [embed, action])
     plain = _gradients(rssm, loop, rssm.prior_logits(loop.deter), [embed, action])
     for name, a, b in zip([n for n, _ in rssm.named_parameters()] + ["embed", "action"], fast, plain):
         assert th.allclose(a, b, rtol=1e-4, atol=1e-5), name

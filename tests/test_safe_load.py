@@ -10,8 +10,7 @@ import pytest
 import torch as th
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.checkpoint import sha256
-from sb3_dreamer.common.safe_load import SPEC, decode_space, encode_space
+from sb3_dreamer.dreamer.safe_load import SPEC, decode_space, encode_space, sha256
 from tests.conftest import ImageEnv
 
 

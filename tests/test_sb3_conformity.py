@@ -88,7 +88,7 @@ def test_save_load_identical_predictions(tmp_path):
     for a, b in zip(before[1], after[1]):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert loaded.replay_buffer.storage is None  # loading to predict allocates no replay memory
-    assert loaded._n_updates == model._n_updates and loaded.kl_scale == model.kl_scale
+    assert loaded._n_updates == model._n_updates and loaded.config == model.config
     # Every .pth in the zip loads with weights_only=True.
     with zipfile.ZipFile(tmp_path / "dreamer.zip") as archive:
         names = [n for n in archive.namelist() if n.endswith(".pth")]
@@ -169,7 +169,7 @@ def test_tensorboard_and_json_logs(tmp_path):
     assert frame["train/model_loss"].notna().any()
     json.loads((run_dir / "progress.json").read_text().splitlines()[-1])
     last = frame.dropna(subset=["train/post_entropy"]).iloc[-1]
-    max_entropy = model.stoch_size * np.log(model.stoch_classes)  # uniform latents
+    max_entropy = model.config.stoch_size * np.log(model.config.stoch_classes)  # uniform latents
     for key in ("train/post_entropy", "train/prior_entropy"):
         assert 0 <= last[key] <= max_entropy + 1e-4, key
     assert 0 <= last["train/discount_acc"] <= 1 and last["train/reward_mae"] >= 0 and np.isfinite(last["train/imag_return"])
@@ -189,9 +189,9 @@ def test_actor_gradient_modes_update_only_their_networks(actor_grad):
     model.learn(100)
     policy = model.policy
     batch = model.replay_buffer.sample(4, 8)
-    post = policy.world_model.loss(batch, 1, 0.8, 0, True, 1, 1, "identity").post
+    post = model._updater.model_loss(batch).post
     policy.zero_grad(set_to_none=True)
-    behavior = model.behavior_loss(post, batch.is_terminal)
+    behavior = model._updater.behavior_loss(post, batch.is_terminal)
     behavior.actor_loss.backward()
     assert all(p.grad is None for p in policy.world_model.parameters())  # no gradient into the world model
     assert all(p.grad is None for p in policy.critic.parameters())
@@ -206,16 +206,17 @@ def test_imagination_starts_imagines_from_the_last_states_of_each_window():
     model = _model("MlpPolicy", "Pendulum-v1", actor_grad="dynamics")
     model.learn(100)
     batch = model.replay_buffer.sample(4, 8)
-    post = model.policy.world_model.loss(batch, 1, 0.8, 0, True, 1, 1, "identity").post
+    updater = model._updater
+    post = updater.model_loss(batch).post
     th.manual_seed(0)
-    sliced = model.behavior_loss(post.map(lambda x: x[-3:]), batch.is_terminal[-3:])  # all of a 3-step window
-    model.imagination_starts = 3
+    sliced = updater.behavior_loss(post.map(lambda x: x[-3:]), batch.is_terminal[-3:])  # all of a 3-step window
+    updater.config = model.config.replace(imagination_starts=3)
     th.manual_seed(0)
-    last = model.behavior_loss(post, batch.is_terminal)
+    last = updater.behavior_loss(post, batch.is_terminal)
     assert th.equal(last.actor_loss, sliced.actor_loss) and th.equal(last.critic_loss, sliced.critic_loss)
-    model.imagination_starts = None
+    updater.config = model.config.replace(imagination_starts=None)
     th.manual_seed(0)
-    assert not th.equal(model.behavior_loss(post, batch.is_terminal).critic_loss, sliced.critic_loss)
+    assert not th.equal(updater.behavior_loss(post, batch.is_terminal).critic_loss, sliced.critic_loss)
 
 
 def test_slow_critic_hard_copy_every_n_updates():
@@ -266,7 +267,7 @@ def test_fp16_loss_scale_starts_low_enough_for_the_pixel_loss():
     model.learn(100)
     metrics = model.train_step(model.replay_buffer.sample(4, 8))
     assert all(th.isfinite(v).all() for v in metrics.values())
-    assert model._scaler.get_scale() == 1.0  # never lowered: no step overflowed
+    assert model._updater.scaler.get_scale() == 1.0  # never lowered: no step overflowed
 
 
 def test_bf16_autocast_trains_with_finite_losses():

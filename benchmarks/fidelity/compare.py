@@ -38,16 +38,13 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
-# ---- every import from sb3_dreamer, in one block (the package is being restructured: adapt here) ----------
+# ---- every import from sb3_dreamer, in one block ---------------------------------------------------------------
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common import distributions as sb3_distributions  # the samplers replayed: th.rand / th.rand_like
 from sb3_dreamer.common.type_aliases import RSSMState, SequenceBatch
+from sb3_dreamer.dreamer.behavior import update_slow_critic
 from sb3_dreamer.dreamer.losses import lambda_return
 
-try:  # after the restructure: module-level behaviour loss and slow-critic update, hyperparameters in a config
-    from sb3_dreamer.dreamer.behavior import BehaviorFns, behavior_loss, update_slow_critic
-except ImportError:  # before it: methods of DreamerV2
-    BehaviorFns = behavior_loss = update_slow_critic = None  # type: ignore[assignment,misc]
 # -------------------------------------------------------------------------------------------------------------
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -250,7 +247,9 @@ def build(meta: dict) -> DreamerV2:
     """Our agent at the reference's sizes and hyperparameters (``DreamerV2``'s public constructor)."""
     cfg, shapes = meta["config"], meta["shapes"]
     image = len(shapes["obs"]) == 3
-    obs_space = spaces.Box(0, 255, tuple(shapes["obs"]), np.uint8) if image else spaces.Box(-10, 10, tuple(shapes["obs"]), np.float32)
+    obs_space = (
+        spaces.Box(0, 255, tuple(shapes["obs"]), np.uint8) if image else spaces.Box(-10, 10, tuple(shapes["obs"]), np.float32)
+    )
     act = shapes["action"]
     act_space = spaces.Discrete(act) if isinstance(act, int) else spaces.Box(-1, 1, (act[1],), np.float32)
     rssm = cfg["rssm"]
@@ -272,43 +271,24 @@ def build(meta: dict) -> DreamerV2:
     )  # fmt: skip
 
 
-def _config(model: DreamerV2) -> Any:
-    return getattr(model, "config", None)
-
-
 def world_model_loss(model: DreamerV2, batch: SequenceBatch) -> Any:
-    """Our whole world-model loss (``WorldModelLoss``: loss, post, metrics)."""
-    wm, config = model.policy.world_model, _config(model)
-    if config is not None:
-        return wm.loss(batch, config)
-    m = model
-    return wm.loss(batch, m.kl_scale, m.kl_balance, m.kl_free, m.kl_free_avg, m.reward_scale, m.discount_scale, m.reward_transform)
+    """Our whole world-model loss (``WorldModelLoss``: loss, post, metrics), as the update computes it."""
+    return model._updater.model_loss(batch)
 
 
 def behavior(model: DreamerV2, post: RSSMState, is_terminal: th.Tensor, mode: str) -> Any:
     """Our whole behaviour loss (``BehaviorLoss``: actor_loss, critic_loss, metrics) with ``actor_grad=mode``."""
-    policy, config = model.policy, _config(model)
-    if config is not None and behavior_loss is not None:
-        import dataclasses  # noqa: PLC0415
-
-        config = dataclasses.replace(config, actor_grad=mode)
-        fns = BehaviorFns(policy.world_model.imagine, policy.critic, policy.slow_critic)
-        return behavior_loss(fns, policy.actor, policy.world_model, post, is_terminal, config)
-    saved, model.actor_grad = model.actor_grad, mode
+    updater = model._updater
+    updater.config = model.config.replace(actor_grad=mode)
     try:
-        return model.behavior_loss(post, is_terminal)
+        return updater.behavior_loss(post, is_terminal)
     finally:
-        model.actor_grad = saved
+        updater.config = model.config
 
 
 def slow_critic_update(model: DreamerV2) -> None:
     """Our slow-critic update after the first update (``n_updates`` 0)."""
-    config = _config(model)
-    if config is not None and update_slow_critic is not None:
-        update_slow_critic(model.policy.slow_critic, model.policy.critic, 0, config)
-    else:
-        model._n_updates = 0
-        model._update_slow_critic()
+    update_slow_critic(model.policy.slow_critic, model.policy.critic, 0, model.config)
 
 
 def optimise(optimizer: th.optim.Optimizer, loss: th.Tensor, module: nn.Module, clip: float) -> None:
@@ -442,12 +422,24 @@ def run_config(name: str, aligned: bool) -> Results:
             init["kernel"] = max(init["kernel"], abs(math.log(ratio)))
         elif ref.endswith("bias") and kind == "vector" and not ref.endswith(("gamma", "beta")):
             init["bias"] = max(init["bias"], float(params[ours].detach().abs().max()))
-    res.rows["init/kernel_bound"] = {"max_abs": None, "max_rel": math.exp(init["kernel"]) - 1, "ref_max": None,
-                                     "note": "max over layers of |log(our max|w| / Keras glorot_uniform limit)|, as a ratio - 1"}
-    res.rows["init/bias"] = {"max_abs": init["bias"], "max_rel": 1.0 if init["bias"] else 0.0, "ref_max": 0.0,
-                             "note": "Keras biases start at zero (max_rel 1: ours are not)"}
-    res.rows["init/layernorm_eps"] = {"max_abs": abs(wm.rssm.cell.norm.eps - 1e-3), "ref_max": 1e-3,
-                                      "max_rel": abs(wm.rssm.cell.norm.eps - 1e-3) / 1e-3, "note": "GRU LayerNorm epsilon"}
+    res.rows["init/kernel_bound"] = {
+        "max_abs": None,
+        "max_rel": math.exp(init["kernel"]) - 1,
+        "ref_max": None,
+        "note": "max over layers of |log(our max|w| / Keras glorot_uniform limit)|, as a ratio - 1",
+    }
+    res.rows["init/bias"] = {
+        "max_abs": init["bias"],
+        "max_rel": 1.0 if init["bias"] else 0.0,
+        "ref_max": 0.0,
+        "note": "Keras biases start at zero (max_rel 1: ours are not)",
+    }
+    res.rows["init/layernorm_eps"] = {
+        "max_abs": abs(wm.rssm.cell.norm.eps - 1e-3),
+        "ref_max": 1e-3,
+        "max_rel": abs(wm.rssm.cell.norm.eps - 1e-3) / 1e-3,
+        "note": "GRU LayerNorm epsilon",
+    }
 
     # ---- world model: forward, losses, gradients (reference's initial weights)
     set_weights(policy, rec, "w0", entries, layout)
@@ -549,7 +541,9 @@ def run_config(name: str, aligned: bool) -> Results:
         res.add(f"ac/actor_loss/{mode}", loss.actor_loss, rec[f"ac/actor_loss/{mode}"])
         policy.actor.zero_grad(set_to_none=True)
         loss.actor_loss.backward()
-        compare_params(res, policy, rec, f"ac/actor_grad/{mode}", f"ac/actor_grad/{mode}", entries, layout, "ac/actor/", grads=True)
+        compare_params(
+            res, policy, rec, f"ac/actor_grad/{mode}", f"ac/actor_grad/{mode}", entries, layout, "ac/actor/", grads=True
+        )
         if mode == meta["actor_grad"]:
             base = loss
     weight = layout.imag(rec["imag/weight"])[:-1]
@@ -585,7 +579,9 @@ def _fmt(x: Any) -> str:
 
 def write_report(results: dict, findings: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "report.json").write_text(json.dumps({"tolerance_rel": TOL, "results": results, "findings": findings}, indent=1) + "\n")
+    (RESULTS / "report.json").write_text(
+        json.dumps({"tolerance_rel": TOL, "results": results, "findings": findings}, indent=1) + "\n"
+    )
     lines = [
         "# Fidelity against danijar/dreamerv2 2.2.0",
         "",
@@ -604,7 +600,11 @@ def write_report(results: dict, findings: list[dict]) -> None:
         for n in names:
             for p in ("as_is", "aligned"):
                 row = results[n][p].get(q)
-                cells.append("n/a" if row is None else _fmt(row["max_rel"]) + ("" if row["max_rel"] is None or row["max_rel"] <= TOL else " ✗"))
+                cells.append(
+                    "n/a"
+                    if row is None
+                    else _fmt(row["max_rel"]) + ("" if row["max_rel"] is None or row["max_rel"] <= TOL else " ✗")
+                )
         lines.append(f"| {q} | " + " | ".join(cells) + " |")
     lines += ["", "## Findings", "", "| id | quantities | cause | suggested fix |", "|---|---|---|---|"]
     for f in findings:
@@ -630,8 +630,14 @@ def main() -> None:
     write_report(results, FINDINGS)
     for name, passes in results.items():
         for p, rows in passes.items():
-            bad = {q: r["max_rel"] for q, r in rows.items() if not _per_variable(q) and r["max_rel"] is not None and r["max_rel"] > TOL}
-            print(f"{name:18s} {p:8s} {len(rows):4d} quantities, over tolerance: {json.dumps({k: f'{v:.1e}' for k, v in bad.items()})}")
+            bad = {
+                q: r["max_rel"]
+                for q, r in rows.items()
+                if not _per_variable(q) and r["max_rel"] is not None and r["max_rel"] > TOL
+            }
+            print(
+                f"{name:18s} {p:8s} {len(rows):4d} quantities, over tolerance: {json.dumps({k: f'{v:.1e}' for k, v in bad.items()})}"
+            )
     print(f"report: {RESULTS / 'report.md'}")
 
 

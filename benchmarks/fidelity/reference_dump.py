@@ -85,31 +85,55 @@ def _coder(vector: bool, kernels: list[int]) -> dict:  # CNN depth 1: channels 1
 CONFIGS = {
     # Atari-like: discrete actions, reinforce, tanh rewards, discount head, KL scale 0.1, no free nats.
     "vector_discrete": (
-        (5,), 3,
-        {"clip_rewards": "tanh", "pred_discount": True, "kl": {"free": 0.0, "forward": False, "balance": 0.8, "free_avg": True},
-         "loss_scales": {"kl": 0.1, "reward": 1.0, "discount": 5.0, "proprio": 1.0}, "discount": 0.999, "actor_ent": 1e-3,
-         "actor_grad": "auto", "model_opt": {"opt": "adam", "lr": 2e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
-         "actor_opt": {"opt": "adam", "lr": 4e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
-         "critic_opt": {"opt": "adam", "lr": 1e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6}},
+        (5,),
+        3,
+        {
+            "clip_rewards": "tanh",
+            "pred_discount": True,
+            "kl": {"free": 0.0, "forward": False, "balance": 0.8, "free_avg": True},
+            "loss_scales": {"kl": 0.1, "reward": 1.0, "discount": 5.0, "proprio": 1.0},
+            "discount": 0.999,
+            "actor_ent": 1e-3,
+            "actor_grad": "auto",
+            "model_opt": {"opt": "adam", "lr": 2e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+            "actor_opt": {"opt": "adam", "lr": 4e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+            "critic_opt": {"opt": "adam", "lr": 1e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+        },
     ),
     # DMC-like: continuous actions, dynamics backprop, no discount head, per-step free nats.
     "vector_continuous": (
-        (5,), ("box", 2),
-        {"clip_rewards": "identity", "pred_discount": False, "grad_heads": ["decoder", "reward"],
-         "kl": {"free": 0.02, "forward": False, "balance": 0.8, "free_avg": False},
-         "loss_scales": {"kl": 1.0, "reward": 1.0, "discount": 1.0, "proprio": 1.0}, "discount": 0.99, "actor_ent": 1e-4,
-         "actor_grad": "auto", "model_opt": {"opt": "adam", "lr": 3e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
-         "actor_opt": {"opt": "adam", "lr": 8e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
-         "critic_opt": {"opt": "adam", "lr": 8e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6}},
+        (5,),
+        ("box", 2),
+        {
+            "clip_rewards": "identity",
+            "pred_discount": False,
+            "grad_heads": ["decoder", "reward"],
+            "kl": {"free": 0.02, "forward": False, "balance": 0.8, "free_avg": False},
+            "loss_scales": {"kl": 1.0, "reward": 1.0, "discount": 1.0, "proprio": 1.0},
+            "discount": 0.99,
+            "actor_ent": 1e-4,
+            "actor_grad": "auto",
+            "model_opt": {"opt": "adam", "lr": 3e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+            "actor_opt": {"opt": "adam", "lr": 8e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+            "critic_opt": {"opt": "adam", "lr": 8e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+        },
     ),
     # Atari-like on 64x64x1 images at CNN depth 1.
     "image_discrete": (
-        (64, 64, 1), 3,
-        {"clip_rewards": "tanh", "pred_discount": True, "kl": {"free": 0.0, "forward": False, "balance": 0.8, "free_avg": True},
-         "loss_scales": {"kl": 0.1, "reward": 1.0, "discount": 5.0, "proprio": 1.0}, "discount": 0.999, "actor_ent": 1e-3,
-         "actor_grad": "auto", "model_opt": {"opt": "adam", "lr": 2e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
-         "actor_opt": {"opt": "adam", "lr": 4e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
-         "critic_opt": {"opt": "adam", "lr": 1e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6}},
+        (64, 64, 1),
+        3,
+        {
+            "clip_rewards": "tanh",
+            "pred_discount": True,
+            "kl": {"free": 0.0, "forward": False, "balance": 0.8, "free_avg": True},
+            "loss_scales": {"kl": 0.1, "reward": 1.0, "discount": 5.0, "proprio": 1.0},
+            "discount": 0.999,
+            "actor_ent": 1e-3,
+            "actor_grad": "auto",
+            "model_opt": {"opt": "adam", "lr": 2e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+            "actor_opt": {"opt": "adam", "lr": 4e-5, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+            "critic_opt": {"opt": "adam", "lr": 1e-4, "eps": 1e-5, "clip": 100, "wd": 1e-6},
+        },
     ),
 }
 
@@ -179,9 +203,22 @@ def layer_settings(obj, prefix, out):
         return out
     if isinstance(obj, tf.keras.layers.Layer):
         cfg = obj.get_config()
-        keep = ("kernel_initializer", "bias_initializer", "use_bias", "epsilon", "padding", "strides", "center", "scale",
-                "gamma_initializer", "beta_initializer", "activation")
-        out[prefix] = {k: (v["class_name"] if isinstance(v, dict) and "class_name" in v else v) for k, v in cfg.items() if k in keep}
+        keep = (
+            "kernel_initializer",
+            "bias_initializer",
+            "use_bias",
+            "epsilon",
+            "padding",
+            "strides",
+            "center",
+            "scale",
+            "gamma_initializer",
+            "beta_initializer",
+            "activation",
+        )
+        out[prefix] = {
+            k: (v["class_name"] if isinstance(v, dict) and "class_name" in v else v) for k, v in cfg.items() if k in keep
+        }
         return out
     for name, child in sorted(getattr(obj, "_modules", {}).items()):
         layer_settings(child, f"{prefix}/{name}", out)
@@ -229,7 +266,10 @@ def run(name, obs_shape, act, overrides, seed):
     assert len({id(v) for v in variables.values()}) == len(variables)
     wm_vars = tf.nest.flatten([m.variables for m in [wm.encoder, wm.rssm, *wm.heads.values()]])
     mine = {id(v) for k, v in variables.items() if k.startswith("wm/")}
-    assert {id(v) for v in wm_vars} == mine, ([v.name for v in wm_vars if id(v) not in mine], [k for k, v in variables.items() if k.startswith("wm/") and id(v) not in {id(w) for w in wm_vars}])
+    assert {id(v) for v in wm_vars} == mine, (
+        [v.name for v in wm_vars if id(v) not in mine],
+        [k for k, v in variables.items() if k.startswith("wm/") and id(v) not in {id(w) for w in wm_vars}],
+    )
     path_of = {id(v): k for k, v in variables.items()}
     rec = {f"w0/{k}": v.numpy() for k, v in variables.items()}
     settings = {}
@@ -238,8 +278,13 @@ def run(name, obs_shape, act, overrides, seed):
     for head, mod in wm.heads.items():
         layer_settings(mod, f"wm/heads/{head}", settings)
     init_stats = {
-        k: {"shape": list(v.shape), "std": float(v.numpy().std()), "min": float(v.numpy().min()), "max": float(v.numpy().max()),
-            "glorot_limit": glorot_limit(v.shape) if k.endswith("kernel") else None}
+        k: {
+            "shape": list(v.shape),
+            "std": float(v.numpy().std()),
+            "min": float(v.numpy().min()),
+            "max": float(v.numpy().max()),
+            "glorot_limit": glorot_limit(v.shape) if k.endswith("kernel") else None,
+        }
         for k, v in variables.items()
     }
     for key, value in data_np.items():
@@ -279,8 +324,13 @@ def run(name, obs_shape, act, overrides, seed):
         cfg = opt._opt.get_config()
         opt_settings[opt_name] = {
             "class": type(opt._opt).__module__ + "." + type(opt._opt).__name__,
-            "learning_rate": float(cfg["learning_rate"]), "epsilon": float(cfg["epsilon"]), "beta_1": float(cfg["beta_1"]),
-            "beta_2": float(cfg["beta_2"]), "clip": opt._clip, "wd": opt._wd, "wd_pattern": opt._wd_pattern,
+            "learning_rate": float(cfg["learning_rate"]),
+            "epsilon": float(cfg["epsilon"]),
+            "beta_1": float(cfg["beta_1"]),
+            "beta_2": float(cfg["beta_2"]),
+            "clip": opt._clip,
+            "wd": opt._wd,
+            "wd_pattern": opt._wd_pattern,
             "wd_form": "var.assign((1 - wd) * var) before apply_gradients, every variable matching wd_pattern",
         }
 
@@ -353,8 +403,12 @@ def run(name, obs_shape, act, overrides, seed):
     sidecar = {
         "source": "danijar/dreamerv2 2.2.0 (pip package dreamerv2==2.2.0; https://github.com/danijar/dreamerv2), MIT License",
         "generated_by": "benchmarks/fidelity/reference_dump.py",
-        "versions": {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "numpy": np.__version__,
-                     "python": sys.version.split()[0]},
+        "versions": {
+            "tensorflow": tf.__version__,
+            "tensorflow_probability": tfp.__version__,
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+        },
         "config_name": name,
         "seed": seed,
         "shapes": {"B": B, "T": T, "H": H, "obs": list(obs_shape), "action": act if discrete else list(act)},
@@ -366,10 +420,12 @@ def run(name, obs_shape, act, overrides, seed):
         "optimizers": opt_settings,
         "layouts": {
             "batch": "reference arrays are batch-major (B, T, ...); imagination (H + 1, N, ...) with N = B * T flattened "
-                     "batch-major (n = b * T + t)",
+            "batch-major (n = b * T + t)",
             "feat": "concat([stoch (S*K), deter (D)])",
             "embed": "CNN: NHWC flattened (h, w, c)",
-            "dense": "kernel (in, out)", "conv": "kernel (kh, kw, in, out)", "conv_transpose": "kernel (kh, kw, out, in)",
+            "dense": "kernel (in, out)",
+            "conv": "kernel (kh, kw, in, out)",
+            "conv_transpose": "kernel (kh, kw, out, in)",
             "gru": "Dense(3D) with bias on concat([x, deter]), LayerNorm(eps 1e-3) on the 3D parts, split (reset, cand, update)",
         },
     }

@@ -13,13 +13,10 @@ At ``is_first`` the previous state and action are zeroed, which starts the episo
 from typing import NamedTuple
 
 import torch as th
-import torch.nn.functional as F
 from torch import nn
 
 from sb3_dreamer.common.distributions import OneHotST
-from sb3_dreamer.common.loop_linear import LoopLinear
 from sb3_dreamer.common.networks import LayerNormGRUCell, Norm
-from sb3_dreamer.common.onehot_linear import OneHotColumns, onehot_linear
 from sb3_dreamer.common.type_aliases import RSSMState
 
 
@@ -29,7 +26,7 @@ class Observed(NamedTuple):
 
 
 def _norm_act(units: int, norm: Norm) -> nn.Sequential:
-    return nn.Sequential(nn.LayerNorm(units) if norm == "layer" else nn.Identity(), nn.ELU(inplace=True))
+    return nn.Sequential(nn.LayerNorm(units) if norm == "layer" else nn.Identity(), nn.ELU())
 
 
 class RSSM(nn.Module):
@@ -76,15 +73,9 @@ class RSSM(nn.Module):
         """:param deter: (..., D). :return: (..., S, K)."""
         return self.img_dist(self.img_out(deter)).unflatten(-1, (self.stoch_size, self.stoch_classes))
 
-    def img_step(
-        self, prev: RSSMState, action: th.Tensor, sample: bool = True, stoch_hot: th.Tensor | None = None
-    ) -> RSSMState:
-        """One prior step. :param prev: (B, ...). :param action: (B, A).
-        :param stoch_hot: (B, S) the class of each of ``prev.stoch``'s ones, where it is exactly one-hot (no
-            all-zero group): ``img_in`` then sums its weight's columns (``onehot_linear``). :return: prior (B, ...).
-        """
-        columns = None if stoch_hot is None else OneHotColumns(stoch_hot, 0, self.stoch_classes)
-        x = self.img_in_act(onehot_linear(self.img_in, th.cat([prev.stoch.flatten(-2), action], -1), columns))
+    def img_step(self, prev: RSSMState, action: th.Tensor, sample: bool = True) -> RSSMState:
+        """One prior step. :param prev: (B, ...). :param action: (B, A). :return: prior (B, ...)."""
+        x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), action], -1)))
         deter = self.cell(x, prev.deter)
         stoch, logits = self._latent(self.img_dist(self.img_out(deter)), sample)
         return RSSMState(deter, stoch, logits)
@@ -92,7 +83,7 @@ class RSSM(nn.Module):
     def obs_step(
         self, prev: RSSMState, prev_action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, sample: bool = True
     ) -> RSSMState:
-        """One posterior step, the plain statement of what ``observe`` does over a sequence.
+        """One posterior step.
 
         :param prev: (B, ...). :param prev_action: (B, A). :param embed: (B, E). :param is_first: (B,).
         :return: the posterior state (B, ...).
@@ -106,40 +97,15 @@ class RSSM(nn.Module):
         return RSSMState(deter, stoch, logits)
 
     def observe(self, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None) -> Observed:
-        """Posterior states of a sequence and the prior logits at the same steps.
-
-        Equal to a loop of ``obs_step``; the parts of the linear layers that do not depend on the
-        recurrence (action and embedding projections, the prior head) are computed for all steps at once, and
-        the weights inside the loop take their gradients as one matmul each (``LoopLinear``).
+        """Posterior states of a sequence (a loop of ``obs_step``) and the prior logits at the same steps.
 
         :param embed: (T, B, E). :param action: (T, B, A). :param is_first: (T, B).
         :param state: (B, ...) state before the first step, zeros if None.
         """
-        T, B = is_first.shape
-        prev = self.initial(B, embed.device) if state is None else state
-        keep = 1.0 - is_first.float()  # (T, B)
-        n_stoch = self.stoch_size * self.stoch_classes
-        # Each part of a weight as a contiguous copy: a column slice has strides that the compiled update's
-        # oneDNN products (``OneDnnProducts``) leave to MKL, at the loop's 16 rows up to 1.7x slower.
-        w_stoch, w_action = (w.contiguous() for w in self.img_in.weight.split([n_stoch, action.shape[-1]], 1))
-        action_in = F.linear(action * keep[..., None], w_action, self.img_in.bias)  # (T, B, H)
-        w_deter, w_embed = (w.contiguous() for w in self.obs_out.weight.split([self.deter_size, embed.shape[-1]], 1))
-        embed_in = F.linear(embed, w_embed, self.obs_out.bias)  # (T, B, H)
-        stoch_in, cell_in = LoopLinear(w_stoch, T), LoopLinear(self.cell.linear.weight, T)
-        deter_in, dist_in = LoopLinear(w_deter, T), LoopLinear(self.obs_dist.weight, T, self.obs_dist.bias)
-        deters, stochs, logits = [], [], []
-        deter, stoch = prev.deter, prev.stoch.flatten(-2)
-        # unbind: indexing step t of a (T, ...) tensor would give it a (T, ...) zero gradient at every step
-        steps = zip(keep.unbind(0), action_in.unbind(0), embed_in.unbind(0))
-        for t, (keep_t, action_in_t, embed_in_t) in enumerate(steps):
-            deter, stoch = deter * keep_t[:, None], stoch * keep_t[:, None]
-            x = self.img_in_act(stoch_in(stoch, t) + action_in_t)
-            deter = self.cell.gates(cell_in(th.cat([x, deter], -1), t), deter)
-            hidden = self.obs_out_act(deter_in(deter, t) + embed_in_t)
-            stoch_t, logits_t = self._latent(dist_in(hidden, t), True)
-            stoch = stoch_t.flatten(-2)
-            deters.append(deter)
-            stochs.append(stoch_t)
-            logits.append(logits_t)
-        post = RSSMState(th.stack(deters), th.stack(stochs), th.stack(logits))
+        state = self.initial(is_first.shape[1], embed.device) if state is None else state
+        posts = []
+        for embed_t, action_t, is_first_t in zip(embed.unbind(0), action.unbind(0), is_first.unbind(0)):
+            state = self.obs_step(state, action_t, embed_t, is_first_t)
+            posts.append(state)
+        post = RSSMState(*(th.stack(x) for x in zip(*posts)))
         return Observed(post, self.prior_logits(post.deter))

@@ -1,4 +1,4 @@
-"""NamedTuples shared by the model, and the tensor-shape legend.
+"""NamedTuples shared by the model and the replay, and the tensor-shape legend.
 
 Shape legend (one layout inside the model: time-major)::
 
@@ -29,8 +29,6 @@ from typing import NamedTuple
 
 import torch as th
 
-from sb3_dreamer.common.onehot_linear import OneHotColumns
-
 ObsDict = dict[str, th.Tensor]
 
 
@@ -58,27 +56,3 @@ class SequenceBatch(NamedTuple):
     reward: th.Tensor  # (T, B) reward received on arrival at obs[t]
     is_first: th.Tensor  # (T, B) float 0/1
     is_terminal: th.Tensor  # (T, B) float 0/1
-
-
-class Imagination(NamedTuple):
-    """An imagined trajectory of H + 1 states starting from the posterior states (index 0)."""
-
-    feat: th.Tensor  # (H + 1, N, F)
-    action: th.Tensor  # (H + 1, N, A); action[0] is zeros, action[t] led to state t
-    reward: th.Tensor  # (H + 1, N), or (H, N) without the last state's (``imagine``'s ``last_heads``)
-    discount: th.Tensor  # (H + 1, N) gamma * P(continue), or (H, N) as ``reward``
-    weight: th.Tensor  # (H + 1, N) cumulative product of the shifted discounts
-    actor_out: th.Tensor  # (H, N, A or 2A) the actor's outputs in states 0..H-1, with gradients for the actor (see imagine)
-    onehot: OneHotColumns  # where feat's latent is (hot: (H + 1, N, S)), for the layers that read feat
-
-
-class WorldModelLoss(NamedTuple):
-    loss: th.Tensor  # () total weighted loss
-    post: RSSMState  # (T, B, ...) posterior states, the imagination starts
-    metrics: dict[str, th.Tensor]
-
-
-class BehaviorLoss(NamedTuple):
-    actor_loss: th.Tensor
-    critic_loss: th.Tensor
-    metrics: dict[str, th.Tensor]

@@ -38,7 +38,8 @@ from sb3_dreamer.common.type_aliases import ObsDict, SequenceBatch
 
 if TYPE_CHECKING:
     from sb3_dreamer.dreamer.dreamer import DreamerV2
-    from sb3_dreamer.dreamer.policies import DreamerPolicy, WorldModel
+    from sb3_dreamer.dreamer.policies import DreamerPolicy
+    from sb3_dreamer.dreamer.world_model import WorldModel
 
 
 class Dream(NamedTuple):

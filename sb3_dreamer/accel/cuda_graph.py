@@ -8,7 +8,7 @@ acting step is dozens of small kernels for one observation. What a graph needs (
 
 - the same shapes every call: inputs are copied into tensors the graph owns;
 - no host synchronisation inside: the update skips a non-finite optimiser step without asking the host
-  (``sync_free`` in :meth:`DreamerV2._optimize`), the skipped steps are counted on the device;
+  (``sync_free``: :meth:`sb3_dreamer.accel.AcceleratedExecution.step`), the skipped steps are counted on the device;
 - optimisers with ``capturable=True`` (their step counters live on the device), the same learning rates as at
   capture (a changed rate triggers a new capture);
 - a few eager updates on a side stream before the capture (PyTorch's warm-up: lazy state, library handles).

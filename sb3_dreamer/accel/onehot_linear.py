@@ -122,15 +122,20 @@ def _weight_grad(grad: th.Tensor, x: th.Tensor, index: th.Tensor, start: int, en
     return th.cat(parts, 1)
 
 
+def fast_onehot(x: th.Tensor) -> bool:
+    """Whether the one-hot product is used for ``x``: on CPUs without autocast, where it was measured."""
+    device = x.device.type
+    return device == "cpu" and not th.is_autocast_enabled(device)
+
+
 def onehot_linear(layer: nn.Linear, x: th.Tensor, columns: OneHotColumns | None) -> th.Tensor:
     """``layer(x)``, summing the weight's columns where ``columns`` says ``x`` is one-hot.
 
     :param x: (N, in). :param columns: its one-hot columns (``hot``: (N, S)), or None (then plain ``layer(x)``).
     :return: (N, out).
     """
-    device = x.device.type
-    if columns is None or device != "cpu" or th.is_autocast_enabled(device):
-        return layer(x)
+    if columns is None or not fast_onehot(x):
+        return F.linear(x, layer.weight, layer.bias)
     groups = columns.hot.shape[-1]
     end = columns.start + groups * columns.classes
     offsets = th.arange(groups, device=x.device) * columns.classes

@@ -16,22 +16,21 @@ leaves only complete checkpoints behind; :func:`latest_checkpoint` also checks t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
 import random
 import shutil
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import cloudpickle
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-if TYPE_CHECKING:
-    from sb3_dreamer.dreamer.dreamer import DreamerV2
+from sb3_dreamer.dreamer.safe_load import sha256
 
 MANIFEST = "checkpoint.json"
 _FILES = ("model.zip", "replay.pkl", "state.pt", "envs.pkl")
@@ -50,16 +49,7 @@ class Checkpoint(NamedTuple):
         return self.path / name if name in self.files else None
 
 
-def sha256(path: str | pathlib.Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def capture_random_state(model: DreamerV2) -> dict[str, Any]:
+def capture_random_state(model: OffPolicyAlgorithm) -> dict[str, Any]:
     """Every random state a run draws from, as tensors and plain data (``weights_only``-loadable)."""
     legacy: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
@@ -73,7 +63,7 @@ def capture_random_state(model: DreamerV2) -> dict[str, Any]:
     return state
 
 
-def restore_random_state(model: DreamerV2, state: dict[str, Any]) -> None:
+def restore_random_state(model: OffPolicyAlgorithm, state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_random_state`."""
     random.setstate(state["python"])
     name, keys, *rest = state["numpy"]
@@ -89,7 +79,7 @@ def restore_random_state(model: DreamerV2, state: dict[str, Any]) -> None:
 _SIMULATOR_MODULES = ("ale_py", "shimmy", "dm_control", "mujoco", "gymnasium.envs.mujoco", "gymnasium.envs.box2d")
 
 
-def _pickle_envs(model: DreamerV2, target: pathlib.Path) -> bool:
+def _pickle_envs(model: OffPolicyAlgorithm, target: pathlib.Path) -> bool:
     env = model.get_env()
     if env is None or not isinstance(env.unwrapped, DummyVecEnv):
         return False
@@ -103,7 +93,7 @@ def _pickle_envs(model: DreamerV2, target: pathlib.Path) -> bool:
     return True
 
 
-def write_checkpoint(model: DreamerV2, folder: str | pathlib.Path, save_envs: bool = True) -> Checkpoint:
+def write_checkpoint(model: OffPolicyAlgorithm, folder: str | pathlib.Path, save_envs: bool = True) -> Checkpoint:
     """Write a complete checkpoint of ``model`` to ``folder`` (atomically: temporary folder, then rename).
 
     Call it between two rollouts (as :class:`ResumableCheckpointCallback` does), when the last transition is

@@ -68,3 +68,16 @@ class AdamW(th.optim.AdamW):
                 if len(tensors) == len(params) and tensors[i].dim() == param.dim():  # not the step counts
                     tensors[i] = tensors[i].permute(order)
         return has_complex
+
+
+def choose_step_kernel(optimizer: th.optim.Optimizer) -> None:
+    """Step with Adam(W)'s fused kernel where the parameters are on the CPU, with ``foreach`` elsewhere.
+
+    On a 2-core CPU the fused step of the ``atari`` world model's 20M parameters takes 19 ms against 47 ms.
+    On a GPU, ``foreach`` is what the CUDA graphs were measured with, and a fused step would need its step
+    counters on the GPU also when not capturing. The choice is saved with the optimiser's state, so it is made
+    again before every update: a model saved on one device may be loaded on another.
+    """
+    fused = optimizer.param_groups[0]["params"][0].device.type == "cpu"
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = fused, not fused

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat, Video
 
-from sb3_dreamer.common.dreams import as_rgb, image_key, isolated_rng, open_loop_prediction
+from sb3_dreamer.dreamer.dreams import as_rgb, image_key, isolated_rng, open_loop_prediction
 
 if TYPE_CHECKING:
     from sb3_dreamer.dreamer.dreamer import DreamerV2
@@ -27,7 +27,7 @@ def tensorboard_can_write_videos() -> bool:
 
 class OpenLoopVideoCallback(BaseCallback):
     """Log the world model's open-loop predictions of replay windows as a video, ``world_model/open_loop``
-    (what danijar/dreamerv2 logs as ``openl_image``; see :func:`~sb3_dreamer.common.dreams.open_loop_prediction`):
+    (what danijar/dreamerv2 logs as ``openl_image``; see :func:`~sb3_dreamer.dreamer.dreams.open_loop_prediction`):
     rows true / model / error, ``n`` windows side by side, the posterior seeing the first ``context`` frames.
 
     Only TensorBoard gets the video (needs ``moviepy<2``, see :func:`tensorboard_can_write_videos`). Each video
@@ -52,10 +52,10 @@ class OpenLoopVideoCallback(BaseCallback):
 
     def _init_callback(self) -> None:
         image_key(self.model)  # fail at the start of learn, not after hours, for a model without images
-        if self.context > self.model.sequence_length:
+        if self.context > self.model.config.sequence_length:
             raise ValueError(
                 f"context ({self.context}) must be at most the model's sequence_length "
-                f"({self.model.sequence_length}): the open-loop video shows replay windows of that length."
+                f"({self.model.config.sequence_length}): the open-loop video shows replay windows of that length."
             )
         tensorboard = any(isinstance(f, TensorBoardOutputFormat) for f in self.logger.output_formats)
         if tensorboard and not tensorboard_can_write_videos():
@@ -67,7 +67,7 @@ class OpenLoopVideoCallback(BaseCallback):
             )
 
     def _ready(self) -> bool:
-        return self.model._n_updates > 0 and self.model.replay_buffer.can_sample(self.model.sequence_length)
+        return self.model._n_updates > 0 and self.model.replay_buffer.can_sample(self.model.config.sequence_length)
 
     def _on_step(self) -> bool:
         if self.num_timesteps - self._last_video >= self.log_freq and self._ready():
@@ -79,7 +79,7 @@ class OpenLoopVideoCallback(BaseCallback):
 
     def video(self) -> Video:
         """One open-loop video of ``n`` freshly sampled replay windows: frames (1, T, 3, 3 * H, n * W) uint8."""
-        batch = self.model.replay_buffer.sample(self.n, self.model.sequence_length)
+        batch = self.model.replay_buffer.sample(self.n, self.model.config.sequence_length)
         with isolated_rng(self.model.device):
             frames = open_loop_prediction(self.model, batch, self.context, self.n)  # (T, C, 3H, nW)
         return Video(as_rgb(frames, 1)[None], self.fps)

@@ -10,6 +10,7 @@ weights_only=True)``, which refuses anything but tensors and plain containers), 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pathlib
@@ -22,9 +23,18 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-from sb3_dreamer.common.checkpoint import sha256
-
 SPEC = "sb3_dreamer.json"
+
+
+def sha256(path: str | pathlib.Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 FORMAT = 1
 
 
