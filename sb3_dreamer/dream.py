@@ -1,15 +1,6 @@
 """See what the model dreams: a saved DreamerV2 with image observations, shown as two animations.
 
-    python -m sb3_dreamer.dream --model runs/pong.zip --env sb3_dreamer/Pong-v0 --out dreams/
-    python -m sb3_dreamer.dream --model model.zip --env MyImageEnv-v0 --steps 500 --context 10 --safe
-
-real_vs_model.gif   columns real / model / error: the agent acts in the real env; the model sees the first
-                    --context frames, then predicts the rest open-loop from the agent's actions alone
-                    (error = (model - real + 1) / 2: mid-grey is a perfect prediction).
-dream.gif           an episode imagined from the first real observation, the actor choosing every action.
-
-Each is also written as .mp4 when imageio can find ffmpeg (pip install imageio-ffmpeg). Env ids are
-gymnasium ids, ours included (sb3_dreamer/<Game>-v0, sb3_dreamer/DMC-<domain>-<task>-v0, ...).
+``python -m sb3_dreamer.dream --help`` (:data:`DESCRIPTION`) says what it writes.
 """
 
 import argparse
@@ -20,7 +11,32 @@ import numpy as np
 import torch as th
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.dreams import as_rgb, image_key, imagined_rollout, real_vs_imagined
+from sb3_dreamer.dreamer.dreams import as_rgb, image_key, imagined_rollout, real_vs_imagined
+from sb3_dreamer.zoo import extras_needed
+
+DESCRIPTION = """\
+See what the model dreams: a saved DreamerV2 with image observations, shown as two animations.
+
+  real_vs_model.gif   columns real / model / error: the agent acts in the real env; the model sees the first
+                      --context frames, then predicts the rest open-loop from the agent's actions alone
+                      (error = (model - real + 1) / 2: mid-grey is a perfect prediction).
+  dream.gif           an episode imagined from the first real observation, the actor choosing every action.
+
+Each is also written as .mp4 when imageio can find ffmpeg (pip install imageio-ffmpeg). Env ids are
+gymnasium ids, ours included (sb3_dreamer/<Game>-v0, sb3_dreamer/DMC-<domain>-<task>-v0, ...).
+Needs imageio: pip install "sb3_dreamer[zoo]" (or pip install imageio).
+
+examples:
+  python -m sb3_dreamer.dream --model runs/pong.zip --env sb3_dreamer/Pong-v0 --out dreams/
+  python -m sb3_dreamer.dream --model model.zip --env MyImageEnv-v0 --steps 500 --context 10 --safe
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help (none for options without one), the description's line breaks kept."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def write_animation(stem: Path, frames: th.Tensor, fps: float, scale: int = 1) -> list[Path]:
@@ -32,7 +48,7 @@ def write_animation(stem: Path, frames: th.Tensor, fps: float, scale: int = 1) -
     try:
         import imageio.v2 as imageio
     except ImportError as error:
-        raise ImportError("Writing GIFs needs imageio: pip install imageio imageio-ffmpeg") from error
+        raise ModuleNotFoundError("Writing GIFs needs imageio: pip install imageio imageio-ffmpeg", name="imageio") from error
     images = as_rgb(frames, -1).numpy().repeat(scale, 1).repeat(scale, 2)
     gif = stem.with_suffix(".gif")
     imageio.mimsave(gif, list(images), duration=1000 / fps, loop=0)
@@ -51,10 +67,10 @@ def _load(path: Path, safe: bool) -> DreamerV2:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m sb3_dreamer.dream", description=DESCRIPTION, formatter_class=_Formatter)
     parser.add_argument("--model", type=Path, required=True, help="a model zip saved by DreamerV2.save")
     parser.add_argument("--env", required=True, help="gymnasium env id with the model's spaces")
-    parser.add_argument("--steps", type=int, default=200, help="real env steps (fewer if the episode ends), dream length")
+    parser.add_argument("--steps", type=int, default=200, help="real env steps (fewer if the episode ends) and dream length")
     parser.add_argument("--context", type=int, default=5, help="frames the model sees before predicting alone")
     parser.add_argument("--out", type=Path, default=Path("dreams"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the env reset and the model's samples")
@@ -65,6 +81,8 @@ def main(argv: list[str] | None = None) -> Path:
     for name in ("steps", "context", "fps", "scale"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name} must be > 0, got {getattr(args, name)}")
+    with extras_needed("dream"):
+        import imageio  # noqa: F401  (before the model loads: fail at once without it)
 
     model = _load(args.model, args.safe)
     try:
