@@ -426,7 +426,8 @@ def run(name, obs_shape, act, overrides, seed):
             "dense": "kernel (in, out)",
             "conv": "kernel (kh, kw, in, out)",
             "conv_transpose": "kernel (kh, kw, out, in)",
-            "gru": "Dense(3D) with bias on concat([x, deter]), LayerNorm(eps 1e-3) on the 3D parts, split (reset, cand, update)",
+            "gru": "Dense(3D) with bias on concat([x, deter]), LayerNorm(eps 1e-3) on the 3D parts, "
+            "split (reset, cand, update)",
         },
     }
     (OUT_DIR / f"fidelity_{name}.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
