@@ -18,6 +18,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -118,8 +119,13 @@ class PeriodicEval(BaseCallback):
         if self.num_timesteps >= self.next_eval:
             self.next_eval += self.every
             mean, std = evaluate_policy(self.model, self.eval_env, self.episodes, deterministic=True)
-            self.rows.append({**self.tag, "step": self.num_timesteps, "return_mean": mean, "return_std": std,
-                              "wall_s": time.time() - self.start})  # fmt: skip
+            row = {**self.tag, "step": self.num_timesteps, "return_mean": mean, "return_std": std}
+            if isinstance(self.model, DreamerV2):  # also as the reference evaluates: on a posterior sample
+                config = self.model.config
+                self.model.config = config.replace(eval_latent="sample")
+                row["return_mean_sampled_latent"] = evaluate_policy(self.model, self.eval_env, self.episodes)[0]
+                self.model.config = config
+            self.rows.append({**row, "wall_s": time.time() - self.start})
             print(
                 f"  {self.tag['algo']} {self.tag['task']} seed {self.tag['seed']} step {self.num_timesteps}: {mean:.1f}",
                 flush=True,
@@ -127,8 +133,9 @@ class PeriodicEval(BaseCallback):
         return True
 
 
-def run_one(algo: str, task: str, seed: int, episodes: int, threads: int) -> list[dict[str, Any]]:
+def run_one(algo: str, task: str, seed: int, episodes: int, threads: int, out: Path = RESULTS) -> list[dict[str, Any]]:
     spec = TASKS[task]
+    commit = source_commit()
     th.set_num_threads(threads)
     rows: list[dict[str, Any]] = []
     tag = {"algo": algo, "task": task, "seed": seed}
@@ -142,10 +149,22 @@ def run_one(algo: str, task: str, seed: int, episodes: int, threads: int) -> lis
     eval_env = make_vec_env(task, n_envs=1, seed=10_000 + seed)
     start = time.time()
     model.learn(spec["budget"], callback=PeriodicEval(eval_env, spec["eval_every"], episodes, rows, tag))
+    if isinstance(model, DreamerV2):  # the final model, for a look or to publish (not committed)
+        (out / "models").mkdir(parents=True, exist_ok=True)
+        model.save(out / "models" / f"{algo}_{task}_seed{seed}.zip")
     for row in rows:
         row["total_wall_s"] = time.time() - start
         row["updates"] = getattr(model, "_n_updates", None)
+        row["commit"] = commit
     return rows
+
+
+def source_commit() -> str:
+    """The commit the package runs at, ``-dirty`` when ``sb3_dreamer/`` differs from it."""
+    root = Path(__file__).parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "sb3_dreamer"], cwd=root, capture_output=True, text=True).stdout
+    return f"{head}-dirty" if dirty.strip() else head
 
 
 def summarise(frame: pd.DataFrame) -> dict[str, Any]:

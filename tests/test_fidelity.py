@@ -85,8 +85,8 @@ _ADAM_STEP = (
 KNOWN = {
     "vector_discrete/as_is": _ADAM_STEP,  # F4
     "vector_discrete/aligned": (),
-    "vector_continuous/as_is": ("ac/actor_grad/both", "ac/actor_grad/reinforce", "init/kernel_limit", *_ADAM_STEP),
-    "vector_continuous/aligned": ("init/kernel_limit",),  # F9
+    "vector_continuous/as_is": ("ac/actor_grad/both", "ac/actor_grad/reinforce", *_ADAM_STEP),  # F8, F4
+    "vector_continuous/aligned": (),
     "image_discrete/as_is": _ADAM_STEP,
     "image_discrete/aligned": (),
 }

@@ -184,3 +184,22 @@ def test_mlp_on_leading_axes_is_the_plain_sequential():
     (grad_plain,) = th.autograd.grad(plain(x.clone()).square().sum(), x)
     th.testing.assert_close(grad, grad_plain)
     assert net(th.randn(6)).shape == (2,) and net(th.randn(0, 6)).shape == (0, 2)
+
+
+def test_the_continuous_actors_two_heads_start_as_the_references_two_layers():
+    """Our one output layer holds the reference's mean and std layers (A units each): each half is initialised with
+    glorot_uniform of its own shape, ``limit = sqrt(6 / (units + A))``, not of the whole layer's."""
+    import numpy as np
+    from gymnasium import spaces
+
+    from sb3_dreamer.dreamer.config import DreamerConfig
+    from sb3_dreamer.dreamer.policies import MlpPolicy
+
+    th.manual_seed(0)
+    config = DreamerConfig(deter_size=16, hidden_size=16, stoch_size=4, stoch_classes=4, mlp_layers=1, mlp_units=16)
+    policy = MlpPolicy(spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-1, 1, (16,), np.float32), lambda _: 1e-3, config)
+    weight = policy.actor.net[-1].weight.detach()  # (2A, units) = (32, 16)
+    limit = (6 / (16 + 16)) ** 0.5  # the whole layer's would be (6 / 48) ** 0.5, 18 % smaller
+    for half in weight.chunk(2, 0):
+        assert half.abs().max() <= limit
+        assert abs(float(half.std()) * 3**0.5 / limit - 1) < 0.08  # 256 uniforms: spread ~2.8 %

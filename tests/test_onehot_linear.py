@@ -142,7 +142,7 @@ def test_imagination_heads_equal_the_plain_heads_on_its_features(discrete: bool)
         traj = fast.world_model.imagine(fast.actor, start, th.zeros(8), horizon=5, gamma=0.99)
         assert set(traj.feat[..., 16:].unique().tolist()) == {0.0, 1.0}
         th.testing.assert_close(traj.reward, model.reward_head(traj.feat).squeeze(-1))
-        th.testing.assert_close(traj.discount[1:], 0.99 * th.sigmoid(model.discount_head(traj.feat[1:]).squeeze(-1)))
+        th.testing.assert_close(traj.discount[1:], th.sigmoid(model.discount_head(traj.feat[1:]).squeeze(-1)))
         th.testing.assert_close(traj.actor_out, actor.net(traj.feat[:-1]))
 
 
@@ -192,8 +192,8 @@ def test_world_model_heads_on_the_posterior_equal_the_plain_heads():
         th.testing.assert_close(a, b)
     for a, b in zip(grads(fast, True), grads(plain, False)):
         assert (a is None) == (b is None)
-        if a is not None:
-            th.testing.assert_close(a, b)
+        if a is not None:  # sums of up to ~10 in another order: float32 rounding at 1e-5 of the largest
+            th.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("grad", [False, True])
@@ -226,7 +226,7 @@ def test_imagination_without_the_last_heads_drops_only_the_last_reward_and_disco
         return th.autograd.grad(loss, deter, retain_graph=True)[0]
 
     reward = model.reward_head(short.feat[:5]).squeeze(-1)
-    discount = 0.99 * th.sigmoid(model.discount_head(short.feat[1:5]).squeeze(-1))
+    discount = th.sigmoid(model.discount_head(short.feat[1:5]).squeeze(-1))
     expected = deter_grad(reward, discount)
     assert expected.abs().sum() > 0
     for traj in (short, full):

@@ -421,8 +421,8 @@ def init_checks(meta: dict, entries: list, model: DreamerV2) -> dict[str, dict[s
     - ``init/kernel_bound``: ``max|w| <= limit * (1 + 1e-6)`` (Keras' limit for the reference's layer);
     - ``init/kernel_std``: the empirical std within 10 % of ``limit / sqrt(3)`` (layers with >= 256 weights: the
       sample std of n uniforms has a relative spread of about ``0.45 / sqrt(n)``, 2.8 % at 256);
-    - ``init/kernel_limit``: the glorot limit of our layer's own shape equals Keras' for the reference's layer
-      (catches a layer shaped differently, e.g. two reference layers in one of ours);
+    - ``init/kernel_limit``: the glorot limit of the reference's layer's shape in ours (the rows of it that stand for
+      the reference's layer, for the continuous actor's two heads in our one output layer) equals Keras';
     - ``init/bias``: exactly zero;
     - ``init/layernorm_eps``: every LayerNorm's epsilon is Keras' 1e-3 (also in a ``norm="layer"`` build).
     """
@@ -440,7 +440,7 @@ def init_checks(meta: dict, entries: list, model: DreamerV2) -> dict[str, dict[s
             checks = {
                 "max_abs_over_limit": float(w.abs().max()) / keras,
                 "std_over_uniform_std": float(w.std(unbiased=False)) * math.sqrt(3) / keras,
-                "limit_ours_over_keras": _glorot_limit(params[ours]) / keras,
+                "limit_ours_over_keras": _glorot_limit(value) / keras,  # our rows of the reference's layer
             }
             layers.append({"ref": ref, "ours": ours, "weights": w.numel(), "keras_limit": keras, **checks})
             for row, err, applies in (

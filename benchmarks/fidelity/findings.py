@@ -115,14 +115,14 @@ FINDINGS = [
     },
     {
         "id": "F9",
-        "status": "open",
+        "status": "fixed",
         "quantities": ["init/kernel_limit (vector_continuous)"],
         "cause": "The continuous actor's output: the reference has two Dense(A) layers (out, std), each glorot_uniform "
         "with limit sqrt(6 / (units + A)); ours one Linear(units, 2A) whose glorot limit is sqrt(6 / (units + 2A)): "
         "5.1 % smaller here (units 16, A 2), ~0.7 % at units 400, A 6.",
-        "resolution": "sb3_dreamer/dreamer/behavior.py Actor.__init__ (after keras_init): for the continuous actor, "
-        "nn.init.xavier_uniform_ on each row half of the output weight (w[:A] and w[A:], each shaped (A, units)), "
-        "or keep it and document it (the initial policy's spread differs by that factor).",
+        "resolution": "fixed: Actor.keras_init (sb3_dreamer/dreamer/behavior.py) initialises each row half of the "
+        "continuous actor's output weight (mean and std, each (A, units)) as the reference's two layers; "
+        "tests/test_networks.py checks the halves' spread.",
     },
     {
         "id": "F10",
@@ -155,10 +155,8 @@ _ADAM_STEP = (
 
 def finding_for(config: str, mode: str, quantity: str) -> str | None:
     """The documented or open finding explaining ``quantity`` when it is out of tolerance (None: expected to match)."""
-    if quantity == "init/kernel_limit" and config == "vector_continuous":
-        return "F9"
     if mode == "aligned":
-        return None  # F4 and F8 neutralised; F9 is the init rows only
+        return None  # F4 and F8 neutralised
     if config == "vector_continuous" and quantity in ("ac/actor_grad/reinforce", "ac/actor_grad/both"):
         return "F8"
     if quantity in _ADAM_STEP:

@@ -88,7 +88,7 @@ class FastRSSM(RSSM):
         action_in = F.linear(action * keep[..., None], w_action, self.img_in.bias)  # (T, B, H)
         w_deter, w_embed = (w.contiguous() for w in self.obs_out.weight.split([self.deter_size, embed.shape[-1]], 1))
         embed_in = F.linear(embed, w_embed, self.obs_out.bias)  # (T, B, H)
-        stoch_in, cell_in = LoopLinear(w_stoch, T), LoopLinear(self.cell.linear.weight, T)
+        stoch_in, cell_in = LoopLinear(w_stoch, T), LoopLinear(self.cell.linear.weight, T, self.cell.linear.bias)
         deter_in, dist_in = LoopLinear(w_deter, T), LoopLinear(self.obs_dist.weight, T, self.obs_dist.bias)
         deters, stochs, logits = [], [], []
         deter, stoch = prev.deter, prev.stoch.flatten(-2)

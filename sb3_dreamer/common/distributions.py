@@ -74,8 +74,8 @@ def _normal_log_pdf(x: th.Tensor) -> th.Tensor:
 class TruncNormal:
     """Independent normals truncated to ``[low, high]``, the reference's continuous actor.
 
-    Samples are reparameterised through the inverse CDF and clipped ``clip`` away from the bounds
-    with a straight-through estimator, as the reference's ``TruncNormalDist`` does.
+    Samples are drawn through the inverse CDF, reparameterised as ``loc + scale * z`` and clipped ``clip`` away
+    from the bounds with a straight-through estimator, as the reference's ``TruncNormalDist`` does.
 
     :param loc: (..., A) mean before truncation.
     :param scale: (..., A) standard deviation before truncation.
@@ -89,10 +89,13 @@ class TruncNormal:
         self._z = (_normal_cdf(self._beta) - self._cdf_alpha).clamp_min(1e-8)
 
     def sample(self) -> th.Tensor:
-        """:return: (..., A) reparameterised sample in ``[low + clip, high - clip]``."""
-        u = th.rand_like(self.loc)
-        p = (self._cdf_alpha + u * self._z).clamp(1e-7, 1 - 1e-7)
-        x = self.loc + self.scale * math.sqrt(2) * th.erfinv(2 * p - 1)
+        """:return: (..., A) sample in ``[low + clip, high - clip]``, reparameterised as ``loc + scale * z`` with the
+        standardised sample ``z`` held fixed (TFP's ``TruncatedNormal`` gradient, the reference's)."""
+        with th.no_grad():  # z by the inverse CDF of the truncated standard normal
+            u = th.rand_like(self.loc)
+            p = (self._cdf_alpha + u * self._z).clamp(1e-7, 1 - 1e-7)
+            z = math.sqrt(2) * th.erfinv(2 * p - 1)
+        x = self.loc + self.scale * z
         clipped = x.clamp(self.low + self.clip, self.high - self.clip)
         return x - x.detach() + clipped.detach()
 

@@ -19,13 +19,36 @@ class MLP(nn.Sequential):
     """Linear layers with ELU activations (see :func:`mlp`), applied over any leading axes: (*lead, in) -> (*lead, out)."""
 
 
+# Keras' LayerNormalization epsilon (the reference's; PyTorch's default is 1e-5).
+LAYER_NORM_EPS = 1e-3
+
+
+def keras_init(module: nn.Module) -> None:
+    """Keras' default initialisers, the reference's: glorot_uniform weights (``limit = sqrt(6 / (fan_in + fan_out))``,
+    the receptive field included) and zero biases, for every linear and (transposed) convolution layer in
+    ``module``. Norm layers keep ones and zeros."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of a (N, C, H, W) batch (Keras' ``LayerNormalization`` on a conv
+    layer's NHWC output, as the reference normalises its CNNs with ``norm: layer``)."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 def mlp(in_dim: int, out_dim: int | None, layers: int, units: int, norm: Norm = "none") -> MLP:
     """``layers`` x (Linear, [LayerNorm], ELU), then an optional linear output layer."""
     modules: list[nn.Module] = []
     for _ in range(layers):
-        modules += [nn.Linear(in_dim, units, bias=norm == "none")]
+        modules += [nn.Linear(in_dim, units)]
         if norm == "layer":
-            modules.append(nn.LayerNorm(units))
+            modules.append(nn.LayerNorm(units, eps=LAYER_NORM_EPS))
         modules.append(nn.ELU())
         in_dim = units
     if out_dim is not None:
@@ -34,7 +57,10 @@ def mlp(in_dim: int, out_dim: int | None, layers: int, units: int, norm: Norm = 
 
 
 class LayerNormGRUCell(nn.Module):
-    """GRU cell with LayerNorm on the gates and update bias -1 (the reference's ``GRUCell``).
+    """GRU cell with LayerNorm on the gates and update bias -1 (the reference's ``GRUCell``)::
+
+        reset, cand, update = LayerNorm(W [x, deter] + b)
+        deter' = sigmoid(update - 1) * tanh(sigmoid(reset) * cand) + (1 - sigmoid(update - 1)) * deter
 
     :param input_size: size of ``x``.
     :param hidden_size: size of the state ``deter``.
@@ -42,8 +68,8 @@ class LayerNormGRUCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, update_bias: float = -1.0):
         super().__init__()
-        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
-        self.norm = nn.LayerNorm(3 * hidden_size)
+        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size)
+        self.norm = nn.LayerNorm(3 * hidden_size, eps=LAYER_NORM_EPS)
         self.update_bias = update_bias
 
     def forward(self, x: th.Tensor, deter: th.Tensor) -> th.Tensor:
@@ -150,7 +176,7 @@ class Encoder(nn.Module):
                 depth, size = cnn_depth * 2**i, (size - kernel) // 2 + 1
                 layers.append(nn.Conv2d(channels, depth, kernel, 2))
                 if norm == "layer":
-                    layers.append(nn.GroupNorm(1, depth))
+                    layers.append(ChannelLayerNorm(depth, eps=LAYER_NORM_EPS))
                 layers.append(nn.ELU())
                 channels = depth
             self.cnn = nn.Sequential(*layers, nn.Flatten())
@@ -204,7 +230,7 @@ class Decoder(nn.Module):
                 layers.append(nn.ConvTranspose2d(channels, depth, kernel, 2))
                 if not last:
                     if norm == "layer":
-                        layers.append(nn.GroupNorm(1, depth))
+                        layers.append(ChannelLayerNorm(depth, eps=LAYER_NORM_EPS))
                     layers.append(nn.ELU())
                 channels = depth
             self.cnn = nn.Sequential(*layers)

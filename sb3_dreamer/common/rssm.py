@@ -16,7 +16,7 @@ import torch as th
 from torch import nn
 
 from sb3_dreamer.common.distributions import OneHotST
-from sb3_dreamer.common.networks import LayerNormGRUCell, Norm
+from sb3_dreamer.common.networks import LAYER_NORM_EPS, LayerNormGRUCell, Norm
 from sb3_dreamer.common.type_aliases import RSSMState
 
 
@@ -26,7 +26,7 @@ class Observed(NamedTuple):
 
 
 def _norm_act(units: int, norm: Norm) -> nn.Sequential:
-    return nn.Sequential(nn.LayerNorm(units) if norm == "layer" else nn.Identity(), nn.ELU())
+    return nn.Sequential(nn.LayerNorm(units, eps=LAYER_NORM_EPS) if norm == "layer" else nn.Identity(), nn.ELU())
 
 
 class RSSM(nn.Module):

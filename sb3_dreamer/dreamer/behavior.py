@@ -31,6 +31,14 @@ class Actor(nn.Module):
         self.discrete, self.min_std = discrete, min_std
         self.net = mlp(feat_size, action_dim if discrete else 2 * action_dim, layers, units, norm)
 
+    def keras_init(self) -> None:
+        """The output layer as the reference's two (mean and std, Keras' glorot_uniform each) where continuous."""
+        if not self.discrete:
+            out = self.net[-1]
+            with th.no_grad():
+                for half in out.weight.chunk(2, 0):
+                    nn.init.xavier_uniform_(half)
+
     def forward(self, feat: th.Tensor) -> OneHotST | TruncNormal:
         """:param feat: (..., F). :return: a distribution over (..., A)."""
         return self.dist(self.net(feat))

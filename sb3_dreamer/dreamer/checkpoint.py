@@ -104,7 +104,7 @@ def write_checkpoint(model: OffPolicyAlgorithm, folder: str | pathlib.Path, save
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:
-        model.save(temporary / "model.zip")
+        model.save(temporary / "model.zip", optimizer_state=True)  # type: ignore[call-arg]
         model.save_replay_buffer(temporary / "replay.pkl")
         th.save(model.resume_state(), temporary / "state.pt")
         if save_envs:

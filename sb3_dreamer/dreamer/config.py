@@ -16,12 +16,14 @@ ActorGradChoice = Literal["auto", "reinforce", "dynamics", "both"]
 RewardTransform = Literal["identity", "tanh", "sign"]
 MixedPrecision = Literal["no", "bf16", "fp16"]
 NormChoice = Literal["none", "layer"]
+EvalLatent = Literal["mode", "sample"]
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "actor_grad": ("auto", "reinforce", "dynamics", "both"),
     "reward_transform": ("identity", "tanh", "sign"),
     "mixed_precision": ("no", "bf16", "fp16"),
     "norm": ("none", "layer"),
+    "eval_latent": ("mode", "sample"),
 }
 INF = float("inf")
 # name -> (lowest, highest, integer), bounds included.
@@ -88,7 +90,7 @@ class DreamerConfig:
     :param cnn_depth: base depth of the image encoder/decoder.
     :param mlp_layers: / :param mlp_units: depth and width of every MLP (vector encoder/decoder, heads, actor,
         critic).
-    :param norm: ``none`` or ``layer`` (LayerNorm in the MLPs and RSSM, GroupNorm(1) in the CNNs).
+    :param norm: ``none`` or ``layer`` (LayerNorm in the MLPs and RSSM, over the channels in the CNNs).
     :param pred_discount: learn the discount (continue) head; without it imagined episodes never end.
     :param normalize_obs: standardise vector observations per dimension with the mean and std of the replay when
         training starts (then fixed, saved with the model); the reconstruction loss then weighs every dimension by
@@ -112,6 +114,9 @@ class DreamerConfig:
     :param slow_target_update: updates between copies of the critic into the slow critic.
     :param slow_target_fraction: interpolation of those copies (1 = hard copy).
     :param expl_noise: exploration while collecting: epsilon (Discrete) or Gaussian std (Box).
+    :param eval_latent: the latent ``predict(..., deterministic=True)`` acts on: ``mode``, the posterior's most
+        likely classes (the same observations and state give the same action, SB3's meaning), or ``sample``, a
+        posterior sample as the reference evaluates (``eval_state_mean: False``; repeatable only with a seeded torch).
 
     Optimisers (world model: SB3's ``learning_rate``):
 
@@ -168,6 +173,7 @@ class DreamerConfig:
     slow_target_update: int = 100
     slow_target_fraction: float = 1.0
     expl_noise: float = 0.0
+    eval_latent: EvalLatent = "mode"
     actor_lr: float = 4e-5
     critic_lr: float = 1e-4
     adam_eps: float = 1e-5

@@ -134,6 +134,19 @@ class DreamerV2(Persistence, OffPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
+    @property
+    def config(self) -> DreamerConfig:
+        """The hyperparameters, frozen: ``model.config = model.config.replace(expl_noise=0.1)`` changes them for the
+        update and acting that follow (the sizes of the networks are those the model was built with)."""
+        return self.__dict__["config"]
+
+    @config.setter
+    def config(self, value: DreamerConfig) -> None:
+        self.__dict__["config"] = value
+        for owner in ("policy", "_updater"):  # they read it too
+            if owner in self.__dict__:
+                self.__dict__[owner].config = value
+
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """SB3's wrapping between our checks of the spaces (clearer than SB3's assertions: they name the fix)."""
@@ -306,7 +319,6 @@ class DreamerV2(Persistence, OffPolicyAlgorithm):
 
         :return: detached metrics, ``skipped_steps`` among them (not yet added to the run's count).
         """
-        self._updater.config = self.config
         metrics = self._updater(batch)
         update_slow_critic(self.policy.slow_critic, self.policy.critic, self._n_updates, self.config)
         self._n_updates += 1

@@ -66,12 +66,32 @@ def _damaged(path: Any) -> str:
     )
 
 
-def upgrade_state_dict(state: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+def upgrade_state_dict(state: dict[str, th.Tensor], expected: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
     """A policy ``state_dict`` saved by sb3_dreamer 0.3, in today's layout: its image encoder's CNN had a layout
-    module at index 0 and its decoder's at index 2, so their later layers' indices are one lower now.
+    module at index 0 and its decoder's at index 2, so their later layers' indices are one lower now; its linear
+    layers before a LayerNorm (the GRU's, and the MLPs' with ``norm="layer"``) had no bias, which is zero here.
 
+    :param expected: the ``state_dict`` of the policy it is loaded into.
     :return: ``state`` itself when it is in today's layout.
     """
+    state = _shift_cnn_indices(state)
+    missing = [k for k in expected if k not in state and k.endswith(".bias") and k[: -len("bias")] + "weight" in state]
+    return {**state, **{k: th.zeros_like(expected[k]) for k in missing}} if missing else state
+
+
+def _upgrade_optimizer_state(state: dict[str, Any], names: list[str], added: set[str]) -> dict[str, Any]:
+    """An optimiser ``state_dict`` saved without the parameters ``added`` (see :func:`upgrade_state_dict`), for
+    today's parameters ``names`` (in the optimiser's order): the saved moments move to their parameters' new
+    positions; the added parameters start without any (as at a first step).
+    """
+    new_index = {name: i for i, name in enumerate(names)}
+    old_to_new = [new_index[name] for name in names if name not in added]
+    groups = [{**group, "params": list(range(len(names)))} for group in state["param_groups"]]
+    moments = {old_to_new[int(i)]: value for i, value in state["state"].items()}
+    return {"state": moments, "param_groups": groups}
+
+
+def _shift_cnn_indices(state: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
     shifts = {"world_model.encoder.cnn.": 1, "world_model.decoder.cnn.": 3}  # prefix -> first index that moved
     moved = {
         p: first for p, first in shifts.items() if f"{p}{first}.weight" in state and f"{p}{first - 1}.weight" not in state
@@ -95,7 +115,8 @@ class Persistence(OffPolicyAlgorithm):
     config: DreamerConfig
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_policy_state", "_episode_starts", "_execution", "_updater"]
+        excluded = ["_policy_state", "_episode_starts", "_execution", "_updater", "_save_optimizer_state"]
+        return [*super()._excluded_save_params(), *excluded]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
@@ -115,21 +136,53 @@ class Persistence(OffPolicyAlgorithm):
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
         """SB3's ``set_parameters``, also for files saved by sb3_dreamer 0.3 (see :func:`upgrade_state_dict`)."""
         if isinstance(load_path_or_dict, dict) and "policy" in load_path_or_dict:
-            load_path_or_dict = {**load_path_or_dict, "policy": upgrade_state_dict(load_path_or_dict["policy"])}
+            saved = load_path_or_dict["policy"]
+            state = upgrade_state_dict(saved, self.policy.state_dict())
+            load_path_or_dict = {**load_path_or_dict, "policy": state}
+            added = set(state) - set(_shift_cnn_indices(saved))  # the biases it lacked
+            for name, module in (("model", "world_model"), ("actor", "actor"), ("critic", "critic")):
+                key = f"policy.{name}_optimizer"
+                if added and key in load_path_or_dict:
+                    names = [f"{module}.{n}" for n, _ in getattr(self.policy, module).named_parameters()]
+                    load_path_or_dict[key] = _upgrade_optimizer_state(load_path_or_dict[key], names, added)
         super().set_parameters(load_path_or_dict, exact_match, device)
 
-    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+        optimizer_state: bool = False,
+    ) -> None:
         """SB3's ``save``, written beside the target and renamed into place: a crash mid-write leaves the
         previous file intact (``CheckpointCallback`` and rl-zoo3 save through this). Files (not streams) also
         get ``sb3_dreamer.json``, the plain-data description :meth:`load_safe` reads.
+
+        :param optimizer_state: also save the optimisers' Adam moments (twice the networks' size): what an exact
+            continuation needs (:class:`~sb3_dreamer.ResumableCheckpointCallback` saves them). Without them, training
+            a loaded model starts Adam afresh.
         """
 
         def write(target: Any) -> None:
-            super(Persistence, self).save(target, exclude, include)
+            self.__dict__["_save_optimizer_state"] = optimizer_state
+            try:
+                super(Persistence, self).save(target, exclude, include)
+            finally:
+                del self.__dict__["_save_optimizer_state"]
             if not isinstance(target, io.BufferedIOBase):
                 write_spec(target, self.plain_spec())
 
         atomic_write(path, "zip", write)
+
+    def get_parameters(self) -> dict[str, dict]:
+        """SB3's parameters to save: the policy's and the optimisers' state dicts (while :meth:`save` runs without
+        ``optimizer_state``, the optimisers' settings only)."""
+        params = super().get_parameters()
+        if not self.__dict__.get("_save_optimizer_state", True):
+            for name in params:
+                if name.endswith("_optimizer"):
+                    params[name] = {"state": {}, "param_groups": params[name]["param_groups"]}
+        return params
 
     def plain_spec(self) -> dict[str, Any]:
         """The policy alias, the hyperparameters, spaces and counters as JSON-able data (see :meth:`load_safe`)."""
@@ -183,7 +236,8 @@ class Persistence(OffPolicyAlgorithm):
         vec_env = None if env is None else cls._wrap_env(env)
         model.n_envs = 1 if vec_env is None else vec_env.num_envs
         model._setup_model()
-        model.policy.load_state_dict({k: v.to(model.device) for k, v in upgrade_state_dict(state_dict).items()})
+        state_dict = upgrade_state_dict(state_dict, model.policy.state_dict())
+        model.policy.load_state_dict({k: v.to(model.device) for k, v in state_dict.items()})
         model.num_timesteps, model._n_updates = spec["num_timesteps"], spec["n_updates"]
         if vec_env is not None:
             model.set_env(vec_env)

@@ -13,7 +13,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_dreamer.common.networks import mlp
+from sb3_dreamer.common.networks import keras_init, mlp
 from sb3_dreamer.common.type_aliases import ObsDict, RSSMState
 from sb3_dreamer.dreamer.behavior import Actor
 from sb3_dreamer.dreamer.config import DreamerConfig
@@ -127,6 +127,8 @@ class DreamerPolicy(BasePolicy):
         self.actor = Actor(feat, self.action_dim, self.discrete, c.mlp_layers, c.mlp_units, c.norm, c.actor_min_std)
         self.critic = mlp(feat, 1, c.mlp_layers, c.mlp_units, c.norm)
         self.slow_critic = mlp(feat, 1, c.mlp_layers, c.mlp_units, c.norm)
+        keras_init(self)
+        self.actor.keras_init()
         self.slow_critic.load_state_dict(self.critic.state_dict())
         self.slow_critic.requires_grad_(False)
         self.make_optimizers(lr_schedule(1))
@@ -178,9 +180,10 @@ class DreamerPolicy(BasePolicy):
         :return: (B, A) model action (one-hot or in [-1, 1]) and the new state.
         """
         embed = self.world_model.embed(obs)
-        # The posterior is sampled in both modes, as the reference evaluates (``eval_state_mean: False``):
-        # the actor was trained on sampled latents. Seed torch for exactly repeatable predictions.
-        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start)
+        # deterministic: the same input gives the same output (the posterior's mode), unless ``eval_latent`` asks
+        # for the reference's evaluation, which samples it (``eval_state_mean: False``).
+        sample_latent = not deterministic or self.config.eval_latent == "sample"
+        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start, sample=sample_latent)
         dist = self.actor(latent.feat())
         action = (dist.mode() if deterministic else dist.sample()).detach()
         return action, PolicyState(latent, action)

@@ -3,10 +3,11 @@ imagination.
 
 The loss is the negative ELBO with KL balancing (eq. 2)::
 
-    L = sum_x 0.5 ||x_hat - x||^2  +  reward_scale * 0.5 (r_hat - f(r))^2  +  discount_scale * BCE(c_hat, 1 - terminal)
-        + kl_scale * [alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))]
+    L = sum_x 0.5 ||x_hat - x||^2  +  reward_scale * 0.5 (r_hat - f(r))^2
+        + discount_scale * BCE(d_hat, gamma * (1 - terminal))  +  kl_scale * [alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))]
 
-over a (T, B) batch of replay windows, with ``f`` the reward transform (``tanh`` on Atari).
+over a (T, B) batch of replay windows, with ``f`` the reward transform (``tanh`` on Atari). The discount head
+predicts ``gamma`` times the probability that the episode continues, which the imagination uses as it is.
 """
 
 from typing import NamedTuple
@@ -36,7 +37,7 @@ class Imagination(NamedTuple):
     feat: th.Tensor  # (H + 1, N, F)
     action: th.Tensor  # (H + 1, N, A); action[0] is zeros, action[t] led to state t
     reward: th.Tensor  # (H + 1, N), or (H, N) without the last state's (``imagine``'s ``last_heads``)
-    discount: th.Tensor  # (H + 1, N) gamma * P(continue), or (H, N) as ``reward``
+    discount: th.Tensor  # (H + 1, N) gamma * P(continue) (gamma without a discount head), or (H, N) as ``reward``
     weight: th.Tensor  # (H + 1, N) cumulative product of the shifted discounts
     actor_out: th.Tensor  # (H, N, A or 2A) the actor's outputs in states 0..H-1, with gradients for the actor
 
@@ -108,7 +109,8 @@ class WorldModel(nn.Module):
             metrics["reward_mae"] = (reward_pred - reward_target).abs().mean()
         if self.discount_head is not None:
             cont_logits = self.discount_head(feat).squeeze(-1)
-            discount_loss = F.binary_cross_entropy_with_logits(cont_logits, 1.0 - batch.is_terminal)
+            discount_target = config.gamma * (1.0 - batch.is_terminal)  # the discount of the step that follows
+            discount_loss = F.binary_cross_entropy_with_logits(cont_logits, discount_target)
             loss = loss + config.discount_scale * discount_loss
             metrics["discount_loss"] = discount_loss
             metrics["discount_acc"] = ((cont_logits.detach() > 0) == (batch.is_terminal < 0.5)).float().mean()
@@ -151,11 +153,11 @@ class WorldModel(nn.Module):
         feat = th.stack(feats)  # (H + 1, N, F)
         end = horizon + 1 if last_heads else horizon  # the states whose reward and discount are predicted
         reward = self.reward_head(feat[:end]).squeeze(-1)
-        first = gamma * (1.0 - start_is_terminal)[None]
-        if self.discount_head is not None:
-            discount = th.cat([first, gamma * th.sigmoid(self.discount_head(feat[1:end]).squeeze(-1))], 0)
+        if self.discount_head is not None:  # learned as gamma * P(continue); the start's is known
+            first = gamma * (1.0 - start_is_terminal)[None]
+            discount = th.cat([first, th.sigmoid(self.discount_head(feat[1:end]).squeeze(-1))], 0)
         else:
-            discount = th.cat([first, th.full_like(reward[1:], gamma)], 0)
+            discount = th.full_like(reward, gamma)
         # discount[t] says whether state t + 1 is valid, so the weight of state t uses discounts before t.
         weight = th.cumprod(th.cat([th.ones_like(discount[:1]), discount[:horizon]], 0), 0).detach()
         with th.enable_grad():
