@@ -3,8 +3,8 @@ imagination.
 
 The loss is the negative ELBO with KL balancing (eq. 2)::
 
-    L = sum_x 0.5 ||x_hat - x||^2  +  reward_scale * 0.5 (r_hat - f(r))^2
-        + discount_scale * BCE(d_hat, gamma * (1 - terminal))  +  kl_scale * [alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))]
+    L = sum_x 0.5 ||x_hat - x||^2  +  reward_scale * 0.5 (r_hat - f(r))^2  +  discount_scale * BCE(d_hat, gamma (1 - term))
+        + kl_scale * [alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))]
 
 over a (T, B) batch of replay windows, with ``f`` the reward transform (``tanh`` on Atari). The discount head
 predicts ``gamma`` times the probability that the episode continues, which the imagination uses as it is.
