@@ -44,6 +44,23 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def _read_csv(path: Path) -> list[dict]:
+    """Rows of an earlier invocation, numbers as numbers."""
+    if not path.is_file():
+        return []
+
+    def value(text: str):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return {"True": True, "False": False}.get(text, text)
+
+    with path.open() as file:
+        return [{key: value(text) for key, text in row.items()} for row in csv.DictReader(file)]
+
+
 def _refresh(out: Path, rows: list[dict], curves: list[dict], bar: float, needed: int, n_seeds: int, extra: list[str]):
     _write_csv(out / "main_job.csv", FIELDS, rows)
     _write_csv(out / "curves.csv", ["seed", "steps", "mean", "std"], curves)
@@ -53,6 +70,7 @@ def _refresh(out: Path, rows: list[dict], curves: list[dict], bar: float, needed
     summary = {
         "command": "python -m sb3_dreamer.train --seed K --out RUNS " + " ".join(extra),
         "seeds_done": len(rows),
+        "seeds": [r["seed"] for r in rows],
         "seeds_planned": n_seeds,
         "bar": f"final evaluation >= {bar:g} in >= {needed} of {n_seeds} seeds",
         "final_at_bar": at_bar,
@@ -132,8 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rows: list[dict] = []
-    curves: list[dict] = []
+    # Rows of other seeds from an earlier invocation stay (run the missing seeds later with --seeds).
+    rows = [r for r in _read_csv(args.out / "main_job.csv") if r["seed"] not in args.seeds]
+    curves = [c for c in _read_csv(args.out / "curves.csv") if c["seed"] not in args.seeds]
+    n_seeds = len(rows) + len(args.seeds)
     for seed in args.seeds:
         command = [sys.executable, "-m", "sb3_dreamer.train", "--seed", str(seed), "--out", str(args.runs_dir), *extra]
         print(" ".join(command), flush=True)
@@ -164,9 +184,10 @@ def main(argv: list[str] | None = None) -> None:
             for steps, returns in zip(data["timesteps"], data["results"]):
                 curves.append(dict(seed=seed, steps=int(steps), mean=round(float(np.mean(returns)), 1),
                                    std=round(float(np.std(returns)), 1)))  # fmt: skip
-        rows.append(row)
+        rows = sorted([*rows, row], key=lambda r: r["seed"])
+        curves.sort(key=lambda c: (c["seed"], c["steps"]))
         print(json.dumps(row), flush=True)
-        _refresh(args.out, rows, curves, args.bar, args.needed, len(args.seeds), extra)
+        _refresh(args.out, rows, curves, args.bar, args.needed, n_seeds, extra)
     print(json.loads((args.out / "summary.json").read_text()))
 
 
