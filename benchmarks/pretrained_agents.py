@@ -1,4 +1,5 @@
-"""Train, evaluate and ship an agent into ``rl-trained-agents/`` (rl-zoo3's layout) with its manifest entry.
+"""Train, evaluate and ship an agent into ``sb3_dreamer/agents/`` (rl-zoo3's layout, installed with the package) with
+its manifest entry.
 
     python benchmarks/pretrained_agents.py --env CartPole-v1 --steps 10000
     python benchmarks/pretrained_agents.py --env Pendulum-v1 --steps 10000
@@ -32,7 +33,7 @@ from sb3_dreamer.dreamer.safe_load import sha256
 from sb3_dreamer.pretrained import store_weights_in_float16, strip_optimizers
 
 ROOT = pathlib.Path(__file__).parents[1]
-FOLDER = ROOT / "rl-trained-agents"
+FOLDER = ROOT / "sb3_dreamer" / "agents"
 
 
 def evaluate(model: DreamerV2, env_id: str, episodes: int, first_seed: int) -> list[float]:

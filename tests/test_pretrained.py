@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.pretrained_agents import evaluate
+from sb3_dreamer.pretrained import AGENTS as AGENTS_FOLDER
 from sb3_dreamer.pretrained import load_pretrained, read_manifest
 
-FOLDER = Path(__file__).parents[1] / "rl-trained-agents"
-AGENTS = read_manifest(FOLDER) if (FOLDER / "manifest.json").exists() else {}
+FOLDER = AGENTS_FOLDER
+AGENTS = read_manifest()
 
 
 def test_agents_are_shipped():
@@ -26,6 +27,31 @@ def test_shipped_agent_loads_and_scores_within_its_spread(env_id):
     returns = evaluate(model, env_id, episodes=2, first_seed=5000)  # seeds the manifest evaluation did not use
     spread = entry["evaluation"]
     assert spread["min"] <= sum(returns) / len(returns) <= spread["max"], (returns, spread)
+
+
+def test_agents_load_from_any_folder_after_install(tmp_path):
+    """Installed with the package: ``load_pretrained`` finds them from any working directory."""
+    script = (
+        "from sb3_dreamer.pretrained import load_pretrained\n"
+        "model = load_pretrained('CartPole-v1')\n"
+        "print(type(model).__name__, model.num_timesteps)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("DreamerV2")
+    listed = subprocess.run([sys.executable, "-m", "sb3_dreamer.pretrained"], cwd=tmp_path, capture_output=True, text=True)
+    assert listed.returncode == 0 and "CartPole-v1" in listed.stdout, listed.stderr
+
+
+def test_the_package_data_ships_the_agents():
+    """The wheel's package data names every file of the agents (setuptools' globs in pyproject.toml)."""
+    import tomllib
+
+    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = FOLDER.parent
+    matched = {p for pattern in data["sb3_dreamer"] for p in package.glob(pattern) if p.is_file()}
+    shipped = {p for p in FOLDER.rglob("*") if p.is_file()}
+    assert shipped <= matched, sorted(map(str, shipped - matched))
 
 
 def test_a_changed_file_is_refused(tmp_path):

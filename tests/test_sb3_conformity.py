@@ -276,3 +276,20 @@ def test_bf16_autocast_trains_with_finite_losses():
     metrics = model.train_step(model.replay_buffer.sample(4, 8))
     assert all(th.isfinite(v).all() for v in metrics.values())
     assert all(p.dtype == th.float32 for p in model.policy.parameters())  # weights stay fp32
+
+
+def test_deterministic_predictions_repeat_and_sample_the_latent():
+    """``deterministic=True`` (``eval_latent="hashed"``): the same observations and state give the same action and
+    state, without seeding torch; the latent is still a sample (noise hashed from the input), not the mode."""
+    model = _model("MlpPolicy", "CartPole-v1")
+    model.learn(100)
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    runs = [model.predict(obs, deterministic=True) for _ in range(2)]
+    assert np.array_equal(runs[0][0], runs[1][0])
+    for a, b in zip(runs[0][1], runs[1][1]):
+        assert np.array_equal(a, b)
+    model.config = model.config.replace(eval_latent="mode")
+    mode_stoch = model.predict(obs, deterministic=True)[1][1]
+    assert not np.array_equal(mode_stoch, runs[0][1][1])  # some of 64 latents differ from the argmax
+    model.config = model.config.replace(eval_latent="sample")
+    assert not np.array_equal(model.predict(obs, deterministic=True)[1][1], model.predict(obs, deterministic=True)[1][1])

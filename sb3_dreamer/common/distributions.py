@@ -22,14 +22,16 @@ class OneHotST:
         self.log_probs = F.log_softmax(logits.float(), -1)
         self.probs = self.log_probs.exp()
 
-    def sample(self) -> th.Tensor:
-        """:return: (..., K) one-hot sample carrying straight-through gradients."""
+    def sample(self, uniform: th.Tensor | None = None) -> th.Tensor:
+        """:param uniform: (..., 1) the uniform numbers to draw with; fresh ones (``th.rand``) if None.
+        :return: (..., K) one-hot sample carrying straight-through gradients."""
         # Inverse-CDF sampling: one uniform per variable (th.multinomial draws one exponential per class). The
         # class is the first whose cumulative probability reaches the uniform (the last where rounding leaves the
         # total below it): the count of those below it, which torch.compile fuses with the one-hot.
         probs = self.probs.detach()
         classes = probs.shape[-1]
-        uniform = th.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
+        if uniform is None:
+            uniform = th.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
         index = (probs.cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_max_(classes - 1)  # (..., 1)
         onehot = (index == th.arange(classes, device=probs.device)).to(probs.dtype)
         return onehot + (self.probs - probs) if self.probs.requires_grad else onehot

@@ -63,11 +63,12 @@ class RSSM(nn.Module):
         zeros = th.zeros(shape, device=device)
         return RSSMState(th.zeros(batch_size, self.deter_size, device=device), zeros, zeros.clone())
 
-    def _latent(self, flat_logits: th.Tensor, sample: bool) -> tuple[th.Tensor, th.Tensor]:
-        """:param flat_logits: (..., S * K). :return: the one-hot latent and its logits, (..., S, K) each."""
+    def _latent(self, flat_logits: th.Tensor, sample: bool, uniform: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+        """:param flat_logits: (..., S * K). :param uniform: (..., S, 1) to sample with (fresh if None).
+        :return: the one-hot latent and its logits, (..., S, K) each."""
         logits = flat_logits.unflatten(-1, (self.stoch_size, self.stoch_classes))
         dist = OneHotST(logits)
-        return (dist.sample() if sample else dist.mode()), logits
+        return (dist.sample(uniform) if sample else dist.mode()), logits
 
     def prior_logits(self, deter: th.Tensor) -> th.Tensor:
         """:param deter: (..., D). :return: (..., S, K)."""
@@ -81,11 +82,18 @@ class RSSM(nn.Module):
         return RSSMState(deter, stoch, logits)
 
     def obs_step(
-        self, prev: RSSMState, prev_action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, sample: bool = True
+        self,
+        prev: RSSMState,
+        prev_action: th.Tensor,
+        embed: th.Tensor,
+        is_first: th.Tensor,
+        sample: bool = True,
+        uniform: th.Tensor | None = None,
     ) -> RSSMState:
         """One posterior step.
 
         :param prev: (B, ...). :param prev_action: (B, A). :param embed: (B, E). :param is_first: (B,).
+        :param sample: sample the latent (else its mode). :param uniform: (B, S, 1) to sample with (fresh if None).
         :return: the posterior state (B, ...).
         """
         keep = 1.0 - is_first.float()
@@ -93,7 +101,7 @@ class RSSM(nn.Module):
         x = self.img_in_act(self.img_in(th.cat([prev.stoch.flatten(-2), prev_action * keep[:, None]], -1)))
         deter = self.cell(x, prev.deter)
         hidden = self.obs_out_act(self.obs_out(th.cat([deter, embed], -1)))
-        stoch, logits = self._latent(self.obs_dist(hidden), sample)
+        stoch, logits = self._latent(self.obs_dist(hidden), sample, uniform)
         return RSSMState(deter, stoch, logits)
 
     def observe(self, embed: th.Tensor, action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None) -> Observed:

@@ -65,6 +65,18 @@ def action_dim(action_space: spaces.Space) -> int:
     )
 
 
+def hashed_uniform(x: th.Tensor, n: int) -> th.Tensor:
+    """Numbers in [0, 1) that look uniform and independent across inputs, but are a function of the input: the
+    fractional part of a large multiple of the sine of fixed random projections (a hash), in float64.
+
+    :param x: (B, F). :param n: how many per row. :return: (B, n, 1).
+    """
+    generator = th.Generator().manual_seed(0)
+    projection = th.randn(x.shape[-1], n, generator=generator, dtype=th.float64).to(x.device)
+    hashed = th.sin(x.detach().double() @ projection * 12.9898) * 43758.5453
+    return (hashed - hashed.floor()).to(x.dtype).unsqueeze(-1)
+
+
 class PolicyState(NamedTuple):
     """What the agent carries between environment steps, per environment."""
 
@@ -180,10 +192,12 @@ class DreamerPolicy(BasePolicy):
         :return: (B, A) model action (one-hot or in [-1, 1]) and the new state.
         """
         embed = self.world_model.embed(obs)
-        # deterministic: the same input gives the same output (the posterior's mode), unless ``eval_latent`` asks
-        # for the reference's evaluation, which samples it (``eval_state_mean: False``).
-        sample_latent = not deterministic or self.config.eval_latent == "sample"
-        latent = self.world_model.rssm.obs_step(state.latent, state.action, embed, episode_start, sample=sample_latent)
+        rssm = self.world_model.rssm
+        how = self.config.eval_latent if deterministic else "sample"
+        uniform = None  # "sample": fresh noise, as the reference evaluates (eval_state_mean: False)
+        if how == "hashed":  # noise that is a function of the input: same input, same output
+            uniform = hashed_uniform(th.cat([state.latent.deter, embed], -1), rssm.stoch_size)
+        latent = rssm.obs_step(state.latent, state.action, embed, episode_start, sample=how != "mode", uniform=uniform)
         dist = self.actor(latent.feat())
         action = (dist.mode() if deterministic else dist.sample()).detach()
         return action, PolicyState(latent, action)
