@@ -56,7 +56,27 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "fidelity"
 CONFIGS = ("vector_discrete", "vector_continuous", "image_discrete")
+LARGE = {"atari": pathlib.Path("/tmp")}  # the paper's Atari size: data too large to commit, and where it is by default
 TOL = 1e-5
+# At the paper's Atari size (``atari``), three world-model quantities get a looser bound; each is fp32 accumulation
+# order, shown against our float64 computation of the same step (:func:`float64_check`, in the report), not maths.
+LARGE_TOL = {
+    "wm/grad": (
+        2e-4,
+        "the reference's fp32 gradient of the last transposed convolution's bias (a sum over 2 x 8 x 64 x 64 = 65,536 "
+        "pixels) is 1.4e-4 of its size off the float64 value; ours 3.9e-6",
+    ),
+    "wm/grad_norm": (
+        1e-4,
+        "torch's fp32 vector norm of a 7.4M-element gradient (decoder conv0) is 2.5e-4 off its float64 norm, the global "
+        "norm 4.3e-5; our gradients themselves are within 6e-8 of it in a float64 norm, the reference's norm 5.8e-7",
+    ),
+    "wm/params_after_step": (
+        1e-3,
+        "Adam's first step lr * g / (|g| + eps_hat) turns gradient rounding into up to lr * |dg| / (4 eps_hat) for "
+        "|g| near eps_hat (3.2e-4 at step 1): zero-initialised biases; each side is 1-2e-4 off the float64 step",
+    ),
+}
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -348,10 +368,10 @@ class Results:
         self.rows[name] = {"max_abs": None, "max_rel": None, "ref_max": None, "note": why}
 
 
-def load(name: str) -> tuple[dict[str, np.ndarray], dict]:
-    with np.load(DATA / f"fidelity_{name}.npz") as data:
+def load(name: str, data_dir: pathlib.Path = DATA) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(data_dir / f"fidelity_{name}.npz") as data:
         rec = {k: data[k] for k in data.files}
-    return rec, json.loads((DATA / f"fidelity_{name}.json").read_text())
+    return rec, json.loads((data_dir / f"fidelity_{name}.json").read_text())
 
 
 def set_weights(policy: nn.Module, rec: dict, prefix: str, entries: list, layout: Layout, only: str = "") -> None:
@@ -481,10 +501,10 @@ def init_checks(meta: dict, entries: list, model: DreamerV2) -> dict[str, dict[s
     }  # fmt: skip
 
 
-def run_config(name: str, aligned: bool) -> Results:
+def run_config(name: str, aligned: bool, data_dir: pathlib.Path = DATA) -> Results:
     """Every quantity of one configuration, one pass."""
     th.manual_seed(0)
-    rec, meta = load(name)
+    rec, meta = load(name, data_dir)
     cfg = meta["config"]
     layout = Layout(meta)
     image = len(meta["shapes"]["obs"]) == 3
@@ -607,7 +627,82 @@ def run_config(name: str, aligned: bool) -> Results:
     compare_params(res, policy, rec, "ac/critic_params_after_step", "w1", entries, layout, "ac/critic/")
     slow_critic_update(model)
     compare_params(res, policy, rec, "ac/slow_critic_after_update", "w1", entries, layout, "ac/target_critic/")
+    if name in LARGE:
+        for quantity, (tol, why) in LARGE_TOL.items():
+            res.rows[quantity].update(tol=tol, tol_reason=why)
     return res
+
+
+def _world_model_step(name: str, data_dir: pathlib.Path, dtype: th.dtype) -> tuple[dict, float, dict]:
+    """Our world-model gradients, their global norm and the parameters after one (aligned, F4) Adam step, from the
+    reference's initial weights, batch and draws, computed in ``dtype``: ``({ref path: grad}, norm, {ref path:
+    param})`` in our layouts, as float64 numpy. The images enter as the same fp32 values ``[-0.5, 0.5]`` both
+    sides feed (cast to ``dtype`` after the fp32 scaling)."""
+    rec, meta = load(name, data_dir)
+    layout = Layout(meta)
+    saved = th.get_default_dtype()
+    th.set_default_dtype(dtype)
+    try:
+        th.manual_seed(0)
+        model = build(meta)
+        policy = model.policy.to(dtype)
+        entries = name_map(meta, list(policy.state_dict()))
+        for group in policy.model_optimizer.param_groups:
+            group["eps"] = group["eps"] / math.sqrt(1 - group["betas"][1])
+        set_weights(policy, rec, "w0", entries, layout)
+        wm = policy.world_model
+        preprocess = wm.preprocess
+        wm.preprocess = lambda obs: {k: v.to(dtype) for k, v in preprocess(obs).items()}  # type: ignore[method-assign]
+        batch = batch_of(rec, layout, len(meta["shapes"]["obs"]) == 3)
+        batch = batch._replace(**{f: getattr(batch, f).to(dtype) for f in ("action", "reward", "is_first", "is_terminal")})
+        post_logit, post_stoch = layout.seq(rec["wm/post_logit"]), layout.seq(rec["wm/post_stoch"])
+        with Replay().draws([onehot_uniform(post_logit[t], post_stoch[t]) for t in range(layout.T)]):
+            out = world_model_loss(model, batch)
+        policy.model_optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        params = dict(policy.named_parameters())
+        wm_entries = [(ref, ours, rows) for ref, ours, _, rows in entries if ours and ref.startswith("wm/")]
+        pick = lambda t, rows: (t if rows is None else t[rows]).detach().double().numpy().copy()  # noqa: E731
+        grads = {ref: pick(params[ours].grad, rows) for ref, ours, rows in wm_entries}
+        norm = float(th.nn.utils.clip_grad_norm_(wm.parameters(), float(meta["config"]["model_opt"]["clip"])))
+        policy.model_optimizer.step()
+        return grads, norm, {ref: pick(params[ours], rows) for ref, ours, rows in wm_entries}
+    finally:
+        th.set_default_dtype(saved)
+
+
+def float64_check(name: str, data_dir: pathlib.Path = DATA) -> dict[str, dict[str, Any]]:
+    """Both fp32 results (ours and the reference's) against our float64 computation of the same world-model step
+    (same weights, batch and draws; F4 aligned): where ours and the reference's differ from each other by about as
+    much as each differs from the float64 values, the difference is fp32 accumulation order, not the maths.
+    :return: ``{quantity: {"ours": max rel error of our fp32 vs fp64, "reference": the reference's vs fp64,
+    "ours_vs_reference": the two fp32 results against each other}}`` (relative to the fp64 value's max |.|, the
+    worst variable for the per-variable quantities)."""
+    rec, meta = load(name, data_dir)
+    layout = Layout(meta)
+    entries = {ref: kind for ref, _, kind, _ in name_map(meta, list(build(meta).policy.state_dict()))}
+    g32, n32, p32 = _world_model_step(name, data_dir, th.float32)
+    g64, n64, p64 = _world_model_step(name, data_dir, th.float64)
+
+    def rel(a: np.ndarray, b: np.ndarray, exact: np.ndarray) -> float:
+        return float(np.abs(np.asarray(a, np.float64) - b).max() / max(float(np.abs(exact).max()), 1e-30))
+
+    rows: dict[str, dict[str, Any]] = {}
+    for quantity, ours, exact, prefix in (("wm/grad", g32, g64, "g"), ("wm/params_after_step", p32, p64, "w1")):
+        worst = {"ours": 0.0, "reference": 0.0, "ours_vs_reference": 0.0}
+        for ref, value in exact.items():
+            theirs = layout.to_ours(entries[ref], rec[f"{prefix}/{ref}"]).reshape(value.shape)
+            for key, a, b in (
+                ("ours", ours[ref], value),
+                ("reference", theirs, value),
+                ("ours_vs_reference", ours[ref], theirs),
+            ):
+                worst[key] = max(worst[key], rel(a, b, value))
+        rows[quantity] = worst
+    ref_norm = float(rec["wm/grad_norm"])
+    rows["wm/grad_norm"] = {"ours": abs(n32 - n64) / n64, "reference": abs(ref_norm - n64) / n64,
+                            "ours_vs_reference": abs(n32 - ref_norm) / n64}  # fmt: skip
+    return rows
 
 
 def layout_stoch(rec: dict, layout: Layout) -> np.ndarray:
@@ -616,10 +711,13 @@ def layout_stoch(rec: dict, layout: Layout) -> np.ndarray:
     return feat[..., : layout.S * layout.K].reshape(*feat.shape[:-1], layout.S, layout.K)
 
 
-def run_all(configs: tuple[str, ...] = CONFIGS) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{config: {pass: {quantity: row}}}``."""
+def run_all(configs: tuple[str, ...] = CONFIGS, data_dir: pathlib.Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{config: {pass: {quantity: row}}}``; data from ``data_dir`` (default: ``tests/data``, ``/tmp`` for atari)."""
     th.set_num_threads(1)
-    return {name: {p: run_config(name, p == "aligned").rows for p in ("as_is", "aligned")} for name in configs}
+    return {
+        name: {p: run_config(name, p == "aligned", data_dir or LARGE.get(name, DATA)).rows for p in ("as_is", "aligned")}
+        for name in configs
+    }
 
 
 def tolerance(row: dict[str, Any]) -> float:
@@ -656,14 +754,22 @@ def _table(names: list[str], quantities: list[str], cell: Any, tol: Any) -> list
     return lines
 
 
-def write_report(results: dict, findings: list[dict]) -> None:
+ATARI_COMMAND = (
+    "/tmp/ref/bin/python benchmarks/fidelity/reference_dump.py atari   # -> /tmp/fidelity_atari.npz (~290 MB)\n"
+    ".venv/bin/python benchmarks/fidelity/compare.py --configs atari   # reads /tmp (--data-dir), keeps the tiny rows"
+)
+
+
+def write_report(results: dict, findings: list[dict], made_on: str | None = None, large: dict | None = None) -> None:
+    """``results``: the tiny configs; ``large``: the Atari-size block (``results``, ``float64``, ``made_on``, ...)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    made_on = provenance()
+    made_on = made_on or provenance()
     before_path = RESULTS / "before_fixes.json"
     before = json.loads(before_path.read_text()) if before_path.exists() else None
-    (RESULTS / "report.json").write_text(
-        json.dumps({"tolerance_rel": TOL, "made_on": made_on, "results": results, "findings": findings}, indent=1) + "\n"
-    )
+    report = {"tolerance_rel": TOL, "made_on": made_on, "results": results, "findings": findings}
+    if large is not None:
+        report["atari"] = large
+    (RESULTS / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     names = list(results)
     quantities = [q for q in dict.fromkeys(q for n in names for q in results[n]["as_is"]) if not _per_variable(q)]
 
@@ -712,10 +818,58 @@ def write_report(results: dict, findings: list[dict]) -> None:
             "",
             *_table(names, old_quantities, before_cell, lambda q: f"{before['tolerance_rel']:g}"),
         ]
+    if large is not None:
+        lines += ["", *_large_section(large)]
     lines += ["", "## Findings", "", "| id | status | quantities | cause | fix or reason |", "|---|---|---|---|---|"]
     for f in findings:
         lines.append(f"| {f['id']} | {f['status']} | {', '.join(f['quantities'])} | {f['cause']} | {f['resolution']} |")
     (RESULTS / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _large_section(large: dict) -> list[str]:
+    results = large["results"]
+    names = list(results)
+    quantities = [q for q in dict.fromkeys(q for n in names for q in results[n]["as_is"]) if not _per_variable(q)]
+
+    def cell(n: str, p: str, q: str) -> str:
+        row = results[n][p].get(q)
+        return "n/a" if row is None else _fmt(row["max_rel"]) + ("" if passes(row) else " ✗")
+
+    def tol(q: str) -> str:
+        return f"{tolerance(results[names[0]]['as_is'][q]):g}"
+
+    lines = [
+        "## At the paper's Atari size",
+        "",
+        f"Made on {large['made_on']}. The reference's own `atari` config (`defaults` + `atari` of its configs.yaml:",
+        "deter and hidden 600, 32x32 latents, CNN depth 48, MLPs 4x400, 64x64x1 images, 18 actions, horizon 15), fp32,",
+        f"batch {large['shapes']['B']} x {large['shapes']['T']}, one update; same harness, name map and passes as above.",
+        "Its data (~290 MB) is not committed and the default test does not read it. Reproduce:",
+        "",
+        "```bash",
+        *large["command"].splitlines(),
+        "```",
+        "",
+        "Tolerance 1e-5 except three world-model quantities, bounded looser for fp32 accumulation order (`LARGE_TOL`",
+        "in compare.py), each shown against our float64 computation of the same step in the second table:",
+        "",
+        *(f"- `{q}` {tol_:g}: {why}." for q, (tol_, why) in LARGE_TOL.items()),
+        "",
+        *_table(names, quantities, cell, tol),
+        "",
+        "`as_is` is over its bound only in the optimiser steps (F4, Adam's epsilon), as at the tiny sizes.",
+        "",
+        "Each fp32 result against the float64 one (our code in float64 from the same weights, batch and draws, F4",
+        "aligned; relative to the float64 value's max |.|, worst variable):",
+        "",
+        "| quantity | ours fp32 vs fp64 | reference fp32 vs fp64 | ours vs reference |",
+        "|---|---|---|---|",
+        *(
+            f"| {q} | {_fmt(r['ours'])} | {_fmt(r['reference'])} | {_fmt(r['ours_vs_reference'])} |"
+            for q, r in large["float64"].items()
+        ),
+    ]
+    return lines
 
 
 def _per_variable(q: str) -> bool:
@@ -729,12 +883,36 @@ PER_VARIABLE = (
 
 
 def main() -> None:
+    import argparse  # noqa: PLC0415
+
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
     from findings import FINDINGS  # noqa: PLC0415
 
-    results = run_all()
-    write_report(results, FINDINGS)
-    for name, passes_ in results.items():
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--configs", nargs="+", default=list(CONFIGS), choices=[*CONFIGS, *LARGE],
+        help="default: the tiny configs; the report keeps the rows of the configs not run from report.json",
+    )  # fmt: skip
+    parser.add_argument("--data-dir", type=pathlib.Path, help="default: tests/data (tiny), /tmp (atari)")
+    args = parser.parse_args()
+    previous = json.loads((RESULTS / "report.json").read_text()) if (RESULTS / "report.json").exists() else {}
+    tiny = tuple(n for n in args.configs if n in CONFIGS)
+    results = run_all(tiny, args.data_dir)
+    made_on = None
+    if len(tiny) < len(CONFIGS):  # keep the committed rows of the tiny configs not run now
+        kept = {n: r for n, r in previous.get("results", {}).items() if n not in results}
+        results, made_on = {**kept, **results}, previous.get("made_on") if not tiny else None
+    large = previous.get("atari")
+    if "atari" in args.configs:
+        data_dir = args.data_dir or LARGE["atari"]
+        _, meta = load("atari", data_dir)
+        large = {
+            "made_on": provenance(), "command": ATARI_COMMAND, "data": str(data_dir / "fidelity_atari.npz"),
+            "shapes": meta["shapes"], "tolerances": {q: {"tol": t, "why": w} for q, (t, w) in LARGE_TOL.items()},
+            "results": run_all(("atari",), data_dir), "float64": float64_check("atari", data_dir),
+        }  # fmt: skip
+    write_report(results, FINDINGS, made_on, large)
+    for name, passes_ in {**results, **(large["results"] if large else {})}.items():
         for p, rows in passes_.items():
             bad = {q: r["max_rel"] for q, r in rows.items() if not _per_variable(q) and not passes(r)}
             over = json.dumps({k: f"{v:.1e}" for k, v in bad.items()})

@@ -3,7 +3,13 @@
 
 Runs in the reference's own virtual environment (TensorFlow 2.15, TFP 0.23), never in the project's:
 
-    /tmp/ref/bin/python benchmarks/fidelity/reference_dump.py
+    /tmp/ref/bin/python benchmarks/fidelity/reference_dump.py            # the three tiny configs -> tests/data
+    /tmp/ref/bin/python benchmarks/fidelity/reference_dump.py atari      # the paper's Atari size -> /tmp
+
+``atari`` is the reference's own ``atari`` section of ``configs.yaml`` (``defaults`` + ``atari``: deter and hidden
+600, 32x32 latents, CNN depth 48, MLPs 4x400, 64x64x1 images, 18 actions, horizon 15) in fp32 with a small batch
+(2 x 8) and one update; its data (~200 MB, uncompressed) goes to ``/tmp/fidelity_atari.npz`` (``--out-dir``), never
+into the repository.
 
 For each configuration in ``CONFIGS`` it builds the reference's ``WorldModel`` and ``ActorCritic`` (from
 ``dreamerv2.agent``, configured from the package's own ``configs.yaml``: ``defaults`` + ``debug`` + the tiny
@@ -29,6 +35,7 @@ names its ``Module.get`` gives its layers (e.g. ``wm/rssm/img_in/kernel``, ``wm/
 ``ac/actor/out/std/kernel``); the sidecar lists each path's TF variable name too.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -60,8 +67,9 @@ import tensorflow_probability as tfp  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT_DIR = ROOT / "tests" / "data"
+LARGE_OUT_DIR = pathlib.Path("/tmp")  # configs too large to commit
 
-B, T, H = 2, 6, 4  # batch, window length, imagination horizon
+B, T, H = 2, 6, 4  # batch, window length, imagination horizon (tiny configs)
 
 TINY = {
     "precision": 32,
@@ -138,6 +146,19 @@ CONFIGS = {
 }
 
 
+# The paper's Atari size: the reference's ``defaults`` + ``atari`` sections as they are (no ``debug``, no tiny
+# overrides), fp32, eager, a small batch; the image key is called ``obs`` here as in the tiny configs.
+ATARI_B, ATARI_T = 2, 8
+ATARI = {
+    "precision": 32,
+    "jit": False,
+    "dataset": {"batch": ATARI_B, "length": ATARI_T},
+    "encoder": {"mlp_keys": "$^", "cnn_keys": "obs"},
+    "decoder": {"mlp_keys": "$^", "cnn_keys": "obs"},
+}
+LARGE = {"atari": ((64, 64, 1), 18)}  # name -> (observation shape, actions); written to LARGE_OUT_DIR
+
+
 class Space:
     def __init__(self, shape, n=None):
         self.shape = tuple(shape)
@@ -153,7 +174,12 @@ def make_config(obs_shape, overrides):
     return config.update(overrides)
 
 
-def make_batch(seed, obs_shape, act):
+def make_atari_config():
+    configs = yaml.YAML(typ="safe").load((REF_DIR / "configs.yaml").read_text())
+    return common.Config(configs["defaults"]).update(configs["atari"]).update(ATARI)
+
+
+def make_batch(seed, obs_shape, act, B=B, T=T):  # noqa: N803
     rng = np.random.default_rng(seed)
     if len(obs_shape) == 3:
         coarse = rng.integers(0, 256, (B, T, 8, 8, obs_shape[-1]), dtype=np.uint8)  # 8x8 blocks: compresses
@@ -234,18 +260,19 @@ def glorot_limit(shape):
     return float(np.sqrt(6.0 / (fan_in + fan_out)))
 
 
-def run(name, obs_shape, act, overrides, seed):
+def run(name, obs_shape, act, overrides, seed, out_dir=OUT_DIR):
     tf.keras.backend.clear_session()
     tf.random.set_seed(seed)
     np.random.seed(seed)
-    config = make_config(obs_shape, overrides)
+    config = make_atari_config() if name in LARGE else make_config(obs_shape, overrides)
+    B, T = config.dataset.batch, config.dataset.length  # noqa: N806
     discrete = isinstance(act, int)
     act_space = Space((act,), act) if discrete else Space((act[1],))
     obs_space = {"obs": Space(obs_shape)}
     tfstep = tf.Variable(0, dtype=tf.int64)
     wm = agent.WorldModel(config, obs_space, tfstep)
     ac = agent.ActorCritic(config, act_space, tfstep)
-    data_np = make_batch(seed, obs_shape, act)
+    data_np = make_batch(seed, obs_shape, act, B, T)
     data = {k: tf.convert_to_tensor(v) for k, v in data_np.items()}
 
     # Build every variable with one throw-away forward pass, then record the initial weights.
@@ -397,9 +424,9 @@ def run(name, obs_shape, act, overrides, seed):
     for k, v in arrays.items():
         if v.dtype == np.float64:
             arrays[k] = v.astype(np.float32)
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"fidelity_{name}.npz"
-    np.savez_compressed(path, **arrays)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"fidelity_{name}.npz"
+    (np.savez if name in LARGE else np.savez_compressed)(path, **arrays)  # random fp32 weights hardly compress
     sidecar = {
         "source": "danijar/dreamerv2 2.2.0 (pip package dreamerv2==2.2.0; https://github.com/danijar/dreamerv2), MIT License",
         "generated_by": "benchmarks/fidelity/reference_dump.py",
@@ -411,7 +438,7 @@ def run(name, obs_shape, act, overrides, seed):
         },
         "config_name": name,
         "seed": seed,
-        "shapes": {"B": B, "T": T, "H": H, "obs": list(obs_shape), "action": act if discrete else list(act)},
+        "shapes": {"B": B, "T": T, "H": config.imag_horizon, "obs": list(obs_shape), "action": act if discrete else list(act)},
         "actor_grad": base_mode,
         "config": json.loads(json.dumps(dict(config), default=str)),
         "variables": {k: v.name for k, v in variables.items()},
@@ -430,17 +457,26 @@ def run(name, obs_shape, act, overrides, seed):
             "split (reset, cand, update)",
         },
     }
-    (OUT_DIR / f"fidelity_{name}.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+    (out_dir / f"fidelity_{name}.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
     print(f"{name}: {len(arrays)} arrays, {path.stat().st_size / 1024:.0f} KiB -> {path}")
 
 
 def main():
     tf.config.run_functions_eagerly(True)  # draws happen in Python order; the patches and seeds apply as written
     tf.keras.mixed_precision.set_global_policy("float32")
-    names = sys.argv[1:] or list(CONFIGS)
-    for name in names:
-        obs_shape, act, overrides = CONFIGS[name]
-        run(name, obs_shape, act, overrides, seed=100 * (1 + list(CONFIGS).index(name)))
+    parser = argparse.ArgumentParser(prog="reference_dump.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help=f"of {', '.join([*CONFIGS, *LARGE])}; default: the tiny configs")
+    parser.add_argument("--out-dir", type=pathlib.Path, help=f"default: {OUT_DIR} (tiny), {LARGE_OUT_DIR} (atari)")
+    args = parser.parse_args()
+    order = [*CONFIGS, *LARGE]
+    if unknown := set(args.names) - set(order):
+        parser.error(f"unknown configs {sorted(unknown)}; choose from {order}")
+    for name in args.names or list(CONFIGS):
+        obs_shape, act, overrides = CONFIGS[name] if name in CONFIGS else (*LARGE[name], {})
+        out_dir = args.out_dir or (LARGE_OUT_DIR if name in LARGE else OUT_DIR)
+        if name in LARGE and out_dir.resolve().is_relative_to(ROOT):
+            raise SystemExit(f"{name}: its data is too large for the repository; choose --out-dir outside {ROOT}")
+        run(name, obs_shape, act, overrides, seed=100 * (1 + order.index(name)), out_dir=out_dir)
 
 
 if __name__ == "__main__":
