@@ -167,6 +167,28 @@ def source_commit() -> str:
     return f"{head}-dirty" if dirty.strip() else head
 
 
+def final_evaluations(tasks: list[str], seeds: list[int], episodes: int, out: Path) -> dict[str, Any]:
+    """The saved final ``dreamerv2_fast`` models, evaluated as the benchmark evaluates (the eval env seeded
+    10,000 + seed, ``episodes`` episodes, ``deterministic=True``) with each ``eval_latent``: what acting on a hashed
+    sample (the default), a fresh sample (the reference's evaluation) or the posterior's mode does to the returns.
+    """
+    th.set_num_threads(1)
+    result: dict[str, Any] = {}
+    for task in tasks:
+        for seed in seeds:
+            model = DreamerV2.load(out / "models" / f"{DEFAULT}_{task}_seed{seed}.zip", device="cpu")
+            row = {}
+            for how in ("hashed", "sample", "mode"):
+                model.config = model.config.replace(eval_latent=how)
+                th.manual_seed(0)
+                eval_env = make_vec_env(task, n_envs=1, seed=10_000 + seed)
+                row[how] = round(evaluate_policy(model, eval_env, episodes, deterministic=True)[0], 1)
+            result.setdefault(task, {})[f"seed{seed}"] = row
+        result[task]["median"] = {how: float(pd.Series([result[task][f"seed{s}"][how] for s in seeds]).median())
+                                  for how in ("hashed", "sample", "mode")}  # fmt: skip
+    return result
+
+
 def summarise(frame: pd.DataFrame) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for (task, algo), group in frame.groupby(["task", "algo"]):
@@ -263,7 +285,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads per run (default: the CPUs over --jobs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--summarise-only", action="store_true", help="rewrite summary.json and plots from curves.csv")
+    parser.add_argument(
+        "--final-eval",
+        action="store_true",
+        help="evaluate the saved final DreamerV2 models each way of choosing the latent (final_eval.json)",
+    )
     args = parser.parse_args()
+    if args.final_eval:
+        text = json.dumps(final_evaluations(args.tasks, args.seeds, args.episodes, args.out), indent=2)
+        (args.out / "final_eval.json").write_text(text + "\n")
+        print(text)
+        return
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)

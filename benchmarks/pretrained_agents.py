@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="re-evaluate the shipped file, rewrite its entry")
     parser.add_argument("--from-model", type=pathlib.Path, default=None, help="ship this trained model instead")
     parser.add_argument("--trained-by", default=None, help="the command that trained --from-model (for the manifest)")
+    parser.add_argument("--commit", default=None, help="the commit that trained --from-model (default: the checkout's)")
     parser.add_argument("--protocol", default=None, help="what the env is, for the manifest (default: unmodified)")
     parser.add_argument("--float16", action="store_true", help="ship the weights in float16 (half the file, evaluated so)")
     args = parser.parse_args()
@@ -96,6 +97,14 @@ def train(args: argparse.Namespace, target: pathlib.Path) -> None:
     model.save(target / f"{args.env}.zip")
 
 
+def source_commit() -> str:
+    """The checkout's commit, ``-dirty`` when the package (``sb3_dreamer/``, the agents aside) differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    status = ["git", "status", "--porcelain", "--", "sb3_dreamer", ":!sb3_dreamer/agents"]
+    dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{head}-dirty" if dirty else head
+
+
 def write_entry(args: argparse.Namespace, path: pathlib.Path) -> None:
     """Evaluate the shipped file (loaded the safe way) and write its manifest entry."""
     model = DreamerV2.load_safe(path, sha256=sha256(path))
@@ -104,8 +113,7 @@ def write_entry(args: argparse.Namespace, path: pathlib.Path) -> None:
     trained_by = (
         args.trained_by or f"benchmarks/pretrained_agents.py --env {args.env} --steps {model.num_timesteps} --seed {args.seed}"
     )
-    describe = ["git", "describe", "--always", "--dirty"]
-    commit = subprocess.run(describe, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = args.commit or source_commit()
     entry = {
         "env_id": args.env,
         "protocol": args.protocol or f"gymnasium {args.env}, unmodified",

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> Path:
     spec = env.envs[0].spec  # type: ignore[attr-defined]
     solved_at = args.solved_at if args.solved_at is not None else getattr(spec, "reward_threshold", None)
     settings_name, settings = _settings(args.preset, args.env)
-    settings.update(args.hyperparams)
+    settings = {"keep_host_memory": True, **settings, **args.hyperparams}  # a training process: malloc keeps its pages
     model = DreamerV2(
         args.policy, env, seed=args.seed, verbose=1, tensorboard_log=str(args.out / "tb"), **settings
     )  # fmt: skip
