@@ -176,7 +176,10 @@ def final_evaluations(tasks: list[str], seeds: list[int], episodes: int, out: Pa
     result: dict[str, Any] = {}
     for task in tasks:
         for seed in seeds:
-            model = DreamerV2.load(out / "models" / f"{DEFAULT}_{task}_seed{seed}.zip", device="cpu")
+            path = out / "models" / f"{DEFAULT}_{task}_seed{seed}.zip"
+            if not path.exists():  # a run that did not happen
+                continue
+            model = DreamerV2.load(path, device="cpu")
             row = {}
             for how in ("hashed", "sample", "mode"):
                 model.config = model.config.replace(eval_latent=how)
@@ -184,8 +187,10 @@ def final_evaluations(tasks: list[str], seeds: list[int], episodes: int, out: Pa
                 eval_env = make_vec_env(task, n_envs=1, seed=10_000 + seed)
                 row[how] = round(evaluate_policy(model, eval_env, episodes, deterministic=True)[0], 1)
             result.setdefault(task, {})[f"seed{seed}"] = row
-        result[task]["median"] = {how: float(pd.Series([result[task][f"seed{s}"][how] for s in seeds]).median())
-                                  for how in ("hashed", "sample", "mode")}  # fmt: skip
+        rows = [row for key, row in result.get(task, {}).items() if key.startswith("seed")]
+        if rows:
+            result[task]["median"] = {how: float(pd.Series([row[how] for row in rows]).median())
+                                      for how in ("hashed", "sample", "mode")}  # fmt: skip
     return result
 
 

@@ -65,14 +65,17 @@ def action_dim(action_space: spaces.Space) -> int:
     )
 
 
-def hashed_uniform(x: th.Tensor, n: int) -> th.Tensor:
+def hash_projection(features: int, n: int) -> th.Tensor:
+    """The fixed random projection :func:`hashed_uniform` hashes with: (features, n), float64, seed 0."""
+    return th.randn(features, n, generator=th.Generator().manual_seed(0), dtype=th.float64)
+
+
+def hashed_uniform(x: th.Tensor, projection: th.Tensor) -> th.Tensor:
     """Numbers in [0, 1) that look uniform and independent across inputs, but are a function of the input: the
     fractional part of a large multiple of the sine of fixed random projections (a hash), in float64.
 
-    :param x: (B, F). :param n: how many per row. :return: (B, n, 1).
+    :param x: (B, F). :param projection: (F, n) from :func:`hash_projection`. :return: (B, n, 1).
     """
-    generator = th.Generator().manual_seed(0)
-    projection = th.randn(x.shape[-1], n, generator=generator, dtype=th.float64).to(x.device)
     hashed = th.sin(x.detach().double() @ projection * 12.9898) * 43758.5453
     return (hashed - hashed.floor()).to(x.dtype).unsqueeze(-1)
 
@@ -141,6 +144,9 @@ class DreamerPolicy(BasePolicy):
         self.slow_critic = mlp(feat, 1, c.mlp_layers, c.mlp_units, c.norm)
         keras_init(self)
         self.actor.keras_init()
+        self.hash_projection: th.Tensor
+        hashed_features = c.deter_size + self.world_model.encoder.embed_size
+        self.register_buffer("hash_projection", hash_projection(hashed_features, c.stoch_size), persistent=False)
         self.slow_critic.load_state_dict(self.critic.state_dict())
         self.slow_critic.requires_grad_(False)
         self.make_optimizers(lr_schedule(1))
@@ -196,7 +202,7 @@ class DreamerPolicy(BasePolicy):
         how = self.config.eval_latent if deterministic else "sample"
         uniform = None  # "sample": fresh noise, as the reference evaluates (eval_state_mean: False)
         if how == "hashed":  # noise that is a function of the input: same input, same output
-            uniform = hashed_uniform(th.cat([state.latent.deter, embed], -1), rssm.stoch_size)
+            uniform = hashed_uniform(th.cat([state.latent.deter, embed], -1), self.hash_projection)
         latent = rssm.obs_step(state.latent, state.action, embed, episode_start, sample=how != "mode", uniform=uniform)
         dist = self.actor(latent.feat())
         action = (dist.mode() if deterministic else dist.sample()).detach()
