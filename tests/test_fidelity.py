@@ -15,8 +15,9 @@ import functools
 import pytest
 from torch import nn
 
-from benchmarks.fidelity import compare
+from benchmarks.fidelity import compare, learning
 from benchmarks.fidelity.findings import FINDINGS, STATUS, finding_for
+from sb3_dreamer import DreamerV2
 
 # The quantities compared per configuration (per-variable rows are folded into their quantity's worst).
 _COMMON = (
@@ -147,3 +148,17 @@ def test_init_checks_fail_on_torch_defaults() -> None:
     rows = compare.init_checks(meta, compare.name_map(meta, list(model.policy.state_dict())), model)
     assert not compare.passes(rows["init/kernel_std"]) and not compare.passes(rows["init/bias"])
     assert compare.passes(rows["init/kernel_limit"])  # the shapes are still the reference's
+
+
+def test_side_by_side_configuration_is_one_configuration() -> None:
+    """``benchmarks/fidelity/learning.py`` trains both implementations with one configuration written in both names:
+    the two agree, our constructor accepts ours as given, and a changed value is caught."""
+    learning.check_same_configuration()
+    model = DreamerV2("MlpPolicy", learning.ENV_ID, **learning.OURS)
+    for name in ("imagination_horizon", "kl_free", "actor_grad", "stoch_classes", "imagination_starts"):
+        assert getattr(model.config, name) == learning.OURS[name], name
+    changed = {**learning.REFERENCE, "kl": {**learning.REFERENCE["kl"], "free": 0.0}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(learning, "REFERENCE", changed)
+        with pytest.raises(ValueError, match="kl_free"):
+            learning.check_same_configuration()
