@@ -173,7 +173,7 @@ def run_ours(seed: int, steps: int, eval_every: int, episodes: int, record: Reco
     model.learn(steps, callback=Evaluate())
 
 
-def run_reference(seed: int, steps: int, eval_every: int, episodes: int, record: Recorder) -> None:
+def run_reference(seed: int, steps: int, eval_every: int, episodes: int, record: Recorder, step_windows: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     import tensorflow as tf
@@ -210,9 +210,13 @@ def run_reference(seed: int, steps: int, eval_every: int, episodes: int, record:
         driver.on_reset(replay.add_step)
         driver(common.RandomAgent(env.act_space), steps=config.prefill, episodes=1)
         driver.reset()
-        dataset = iter(replay.dataset(**config.dataset))
         agnt = agent.Agent(config, env.obs_space, env.act_space, step)
-        train = common.CarryOverState(agnt.train)
+        if step_windows:  # our sampling, each window from the zero state
+            dataset: Any = StepWindows(replay, **config.dataset, seed=seed)
+            train = lambda data: agnt.train(data)  # noqa: E731
+        else:  # the reference's own, as its train.py
+            dataset = iter(replay.dataset(**config.dataset))
+            train = common.CarryOverState(agnt.train)
         train(next(dataset))
         for _ in range(config.pretrain):
             train(next(dataset))
@@ -239,6 +243,34 @@ def run_reference(seed: int, steps: int, eval_every: int, episodes: int, record:
         while int(step) < steps:
             driver(policy, steps=eval_every - int(step) % eval_every)
             record(int(step), evaluate(act, episodes), updates[0])
+
+
+class StepWindows:
+    """Our replay sampling (``SequenceReplayBuffer`` with ``prioritize_ends``) over the reference's stored episodes:
+    ``batch`` windows of ``length`` consecutive steps drawn uniformly over all stored steps in storage order, a window
+    that crosses into the next episode moved back to end where its episode ends. The reference's own ``Replay``
+    draws an episode uniformly, then a sequence of it, and concatenates sequences into windows."""
+
+    def __init__(self, replay: Any, batch: int, length: int, seed: int):
+        self.replay, self.batch, self.length = replay, batch, length
+        self.rng, self._episodes, self._data = np.random.RandomState(seed), -1, {}
+
+    def _stream(self) -> dict[str, np.ndarray]:
+        """Every stored episode's steps, concatenated in storage order (rebuilt when an episode was added)."""
+        if self.replay.stats["total_episodes"] != self._episodes:
+            episodes = list(self.replay._complete_eps.values())
+            self._data = {key: np.concatenate([ep[key] for ep in episodes]) for key in episodes[0]}
+            self._episodes = self.replay.stats["total_episodes"]
+        return self._data
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        data, length = self._stream(), self.length
+        offset = self.rng.randint(0, len(data["is_first"]) - length + 1, size=self.batch)  # (B,)
+        first = data["is_first"][offset[:, None] + np.arange(1, length)[None]]  # (B, T - 1)
+        k = first.argmax(1) + 1  # the next episode's first step, where one is crossed
+        offset = np.where(first.any(1), np.maximum(offset - (length - k), 0), offset)
+        time = offset[:, None] + np.arange(length)[None]  # (B, T)
+        return {key: value[time] for key, value in data.items()}
 
 
 class ReferenceCartPole:
@@ -305,8 +337,12 @@ def plot(frame: Any, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    labels = {"reference": "danijar/dreamerv2 2.2.0 (TensorFlow)", "ours": "sb3_dreamer (PyTorch)"}
-    for impl, colour in (("reference", "tab:blue"), ("ours", "tab:orange")):
+    labels = {
+        "reference": "danijar/dreamerv2 2.2.0 (TensorFlow)",
+        "ours": "sb3_dreamer (PyTorch)",
+        "reference_step_windows": "danijar/dreamerv2 2.2.0, our replay sampling",
+    }
+    for impl, colour in (("reference", "tab:blue"), ("ours", "tab:orange"), ("reference_step_windows", "tab:green")):
         rows = frame[frame.impl == impl]
         if rows.empty:
             continue
@@ -324,9 +360,21 @@ def plot(frame: Any, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+IMPLS: dict[str, Callable[..., None]] = {
+    "ours": run_ours,
+    "reference": run_reference,
+    "reference_step_windows": lambda *args: run_reference(*args, step_windows=True),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", choices=["ours", "reference"], help="which implementation to train")
+    parser.add_argument(
+        "--impl",
+        choices=list(IMPLS),
+        help="which implementation to train: ours, the reference, or the reference's update on our replay sampling "
+        "(reference_step_windows)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds, run one after another")
     parser.add_argument("--steps", type=int, default=20_000, help="environment steps per run")
     parser.add_argument("--eval-every", type=int, default=2_000, help="evaluate every this many env steps")
@@ -338,10 +386,9 @@ def main() -> None:
     if not args.plot_only:
         if args.impl is None:
             parser.error("--impl is required unless --plot-only")
-        run = run_ours if args.impl == "ours" else run_reference
         for seed in args.seeds:
-            run(seed, args.steps, args.eval_every, args.episodes, Recorder(args.out, args.impl, seed))
-        if args.impl == "reference":  # the reference's venv has no pandas / matplotlib
+            IMPLS[args.impl](seed, args.steps, args.eval_every, args.episodes, Recorder(args.out, args.impl, seed))
+        if args.impl != "ours":  # the reference's venv has no pandas / matplotlib
             print("Rows written; `--plot-only` in the project's venv writes the summary and the plot.")
             return
     print(json.dumps(summarise(args.out), indent=2))
