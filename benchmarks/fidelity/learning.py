@@ -9,16 +9,19 @@ posterior latent sampled, the actor's mode; ours ``eval_latent="sample"``, ``det
 seeded episodes (episode ``i`` of an evaluation uses env seed ``10_000 + i``).
 
 Why CartPole-v1 at this size (deter/hidden 128, 16x16 latents, MLPs 2x128, batch 16 x 32, horizon 45): both
-implementations learn it within ~20k steps and a run takes minutes on one CPU core, so several seeds of each fit
-in an afternoon; a pixel task of the paper's size does not fit this CPU (see the GPU benchmark for pixels).
+implementations learn it within 20k steps, and a run of either takes about 25 minutes on one core of a 2-vCPU
+machine, so three seeds of each fit in an afternoon; a pixel task at the paper's sizes does not fit this CPU.
 What differs between the two sides is only what is not configuration: each one's replay sampling (the reference
-concatenates sampled sequences into windows and carries the RSSM state from one batch into the next; ours samples
-windows and starts each from the zero state) and each one's random streams.
+draws an episode uniformly, then a sequence of it, concatenates sequences into windows and carries the RSSM
+state from one batch into the next; ours draws windows uniformly over the stored steps and starts each from the
+zero state) and each one's random streams. ``--impl reference_step_windows`` runs the reference's update on our
+sampling (``StepWindows``), which separates the two.
 
 Run each side in its own venv (TensorFlow never enters the project's), one run at a time per core::
 
     /tmp/ref/bin/python benchmarks/fidelity/learning.py --impl reference --seeds 0 1 2
     .venv/bin/python benchmarks/fidelity/learning.py --impl ours --seeds 0 1 2
+    /tmp/ref/bin/python benchmarks/fidelity/learning.py --impl reference_step_windows --seeds 0 1 2 --steps 12000
     .venv/bin/python benchmarks/fidelity/learning.py --plot-only
 
 Rows are appended to ``benchmarks/results/fidelity/learning/curves.csv`` after every evaluation; ``--plot-only``
