@@ -261,7 +261,7 @@ def glorot_limit(shape):
 
 
 def run(name, obs_shape, act, overrides, seed, out_dir=OUT_DIR):
-    tf.keras.backend.clear_session()
+    tf.keras.backend.reset_uids()  # layer names restart at their first index for each config
     tf.random.set_seed(seed)
     np.random.seed(seed)
     config = make_atari_config() if name in LARGE else make_config(obs_shape, overrides)
