@@ -771,16 +771,6 @@ def write_report(results: dict, findings: list[dict], made_on: str | None = None
         report["atari"] = large
     (RESULTS / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     names = list(results)
-    quantities = [q for q in dict.fromkeys(q for n in names for q in results[n]["as_is"]) if not _per_variable(q)]
-
-    def after_cell(n: str, p: str, q: str) -> str:
-        row = results[n][p].get(q)
-        return "n/a" if row is None else _fmt(row["max_rel"]) + ("" if passes(row) else " ✗")
-
-    def after_tol(q: str) -> str:
-        rows = [results[n]["as_is"][q] for n in names if q in results[n]["as_is"]]
-        return f"{tolerance(rows[0]):g}"
-
     lines = [
         "# Fidelity against danijar/dreamerv2 2.2.0",
         "",
@@ -796,7 +786,7 @@ def write_report(results: dict, findings: list[dict], made_on: str | None = None
         "",
         f"Made on {made_on}.",
         "",
-        *_table(names, quantities, after_cell, after_tol),
+        *_results_table(results),
     ]
     if before is not None:
         old = before["max_rel"]
@@ -826,8 +816,8 @@ def write_report(results: dict, findings: list[dict], made_on: str | None = None
     (RESULTS / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def _large_section(large: dict) -> list[str]:
-    results = large["results"]
+def _results_table(results: dict) -> list[str]:
+    """The per-quantity table (both passes of each config, the tolerance column) of ``run_all``'s results."""
     names = list(results)
     quantities = [q for q in dict.fromkeys(q for n in names for q in results[n]["as_is"]) if not _per_variable(q)]
 
@@ -836,8 +826,13 @@ def _large_section(large: dict) -> list[str]:
         return "n/a" if row is None else _fmt(row["max_rel"]) + ("" if passes(row) else " ✗")
 
     def tol(q: str) -> str:
-        return f"{tolerance(results[names[0]]['as_is'][q]):g}"
+        rows = [results[n]["as_is"][q] for n in names if q in results[n]["as_is"]]
+        return f"{tolerance(rows[0]):g}"
 
+    return _table(names, quantities, cell, tol)
+
+
+def _large_section(large: dict) -> list[str]:
     lines = [
         "## At the paper's Atari size",
         "",
@@ -855,7 +850,7 @@ def _large_section(large: dict) -> list[str]:
         "",
         *(f"- `{q}` {tol_:g}: {why}." for q, (tol_, why) in LARGE_TOL.items()),
         "",
-        *_table(names, quantities, cell, tol),
+        *_results_table(large["results"]),
         "",
         "`as_is` is over its bound only in the optimiser steps (F4, Adam's epsilon), as at the tiny sizes.",
         "",
