@@ -61,13 +61,14 @@ _CLASSIC: dict[str, dict[str, Any]] = {
         "discount_scale": 1.0,
     },
 }
-# `dreamerv2_fast` (the default): half the updates, and imagination only from the last 8 posterior states of each
-# 32-step window (`imagination_starts`, DreamerV3's `imag_last`: 128 imagined trajectories per update instead of
-# 512). CartPole imagines 45 steps instead of 15, so that the critic learns how the value falls towards the
-# track's ends (with 15 steps the cart drifted off the track in the middle of training); Pendulum keeps 15 (with
-# 45 it failed to learn).
+# `dreamerv2_fast` (the default): imagination only from the last 8 posterior states of each 32-step window
+# (`imagination_starts`, DreamerV3's `imag_last`: 128 imagined trajectories per update instead of 512). CartPole
+# imagines 45 steps instead of 15, so that the critic learns how the value falls towards the track's ends (with
+# 15 steps the cart drifted off the track in the middle of training), and keeps an update every 10 steps (with
+# one every 20 it solved, then dipped: final evaluations 500, 209.2, 397.2); Pendulum keeps 15 steps (with 45 it
+# failed to learn) and updates half as often.
 _FAST: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"train_freq": 20, "imagination_starts": 8, "imagination_horizon": 45},
+    "CartPole-v1": {"imagination_starts": 8, "imagination_horizon": 45},
     "Pendulum-v1": {"train_freq": 10, "imagination_starts": 8},
 }
 DEFAULT = "dreamerv2_fast"

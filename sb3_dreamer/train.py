@@ -27,7 +27,7 @@ from sb3_dreamer import PRESETS, DreamerV2
 # the base install has no yaml reader; tests/test_train_entry.py checks that they match the yml.
 TUNED: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
-        learning_starts=1000, train_freq=20, normalize_obs=True, actor_grad="dynamics", imagination_starts=8,
+        learning_starts=1000, train_freq=10, normalize_obs=True, actor_grad="dynamics", imagination_starts=8,
         imagination_horizon=45, batch_size=16, sequence_length=32, deter_size=128, hidden_size=128, stoch_size=16,
         stoch_classes=16, mlp_layers=2, mlp_units=128, learning_rate=3e-4, actor_lr=1e-4, critic_lr=1e-4, gamma=0.99,
         reward_transform="identity", kl_scale=1.0, kl_free=1.0, discount_scale=5.0, buffer_size=100_000,
