@@ -160,6 +160,15 @@ def run_one(algo: str, task: str, seed: int, episodes: int, threads: int, out: P
     return rows
 
 
+def append_rows(csv: Path, rows: list[dict[str, Any]]) -> None:
+    """Add ``rows`` to ``csv``, matching columns by name (a PPO row has no sampled-latent return, a DreamerV2 row
+    orders its keys differently), so every value lands under its own header."""
+    frame = pd.DataFrame(rows)
+    if csv.exists():
+        frame = pd.concat([pd.read_csv(csv), frame], ignore_index=True)
+    frame.to_csv(csv, index=False)
+
+
 def source_commit() -> str:
     """The commit the package runs at, ``-dirty`` when ``sb3_dreamer/`` differs from it."""
     root = Path(__file__).parents[1]
@@ -317,7 +326,7 @@ def main() -> None:
         return text
 
     def done(rows: list[dict[str, Any]]) -> None:
-        pd.DataFrame(rows).to_csv(csv, mode="a", header=not csv.exists(), index=False)
+        append_rows(csv, rows)
         refresh()
 
     if not args.summarise_only:

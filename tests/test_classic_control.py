@@ -1,10 +1,11 @@
 """benchmarks/classic_control.py runs the benchmark's runs side by side and hands each run's rows on as it ends;
 its default DreamerV2 entry is the rl-zoo3 yml's setting, derived from the ``dreamerv2`` entry."""
 
+import pandas as pd
 import pytest
 import torch as th
 
-from benchmarks.classic_control import DEFAULT, DREAMER, TASKS, Run, run_all
+from benchmarks.classic_control import DEFAULT, DREAMER, TASKS, Run, append_rows, run_all
 
 
 def fake_runner(algo, task, seed, episodes, threads):
@@ -46,3 +47,12 @@ def test_the_default_differs_from_dreamerv2_only_in_its_updates_and_imagination(
         changed = {key for key in fast.keys() | plain.keys() if fast.get(key) != plain.get(key)}
         assert changed <= {"train_freq", "imagination_starts", "imagination_horizon"}, task
         assert fast["train_freq"] in (plain["train_freq"], 2 * plain["train_freq"]) and fast["imagination_starts"] == 8
+
+
+def test_appended_rows_land_under_their_own_headers(tmp_path):
+    csv = tmp_path / "curves.csv"
+    append_rows(csv, [{"algo": "ppo", "step": 1, "return_mean": 10.0, "wall_s": 0.5}])
+    append_rows(csv, [{"algo": "dreamerv2", "step": 2, "return_mean": 20.0, "sampled": 30.0, "wall_s": 0.7}])
+    frame = pd.read_csv(csv)
+    assert frame["wall_s"].tolist() == [0.5, 0.7] and frame["return_mean"].tolist() == [10.0, 20.0]
+    assert frame["sampled"].isna().tolist() == [True, False]
