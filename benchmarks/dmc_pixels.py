@@ -16,6 +16,7 @@ end a deterministic evaluation is added to ``summary.json``.
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_dreamer import PRESETS, DreamerV2
-from sb3_dreamer.envs.dmc import PAPER_TASKS, make_dmc
+sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: make `benchmarks` importable
+
+from benchmarks import published  # noqa: E402
+from sb3_dreamer import PRESETS, DreamerV2  # noqa: E402
+from sb3_dreamer.envs.dmc import PAPER_TASKS, make_dmc  # noqa: E402
 
 HERE = Path(__file__).parent
-REFERENCE = HERE / "reference" / "dmc-vision-dreamerv2.json"  # published runs of all 20 tasks
 
 # dmc_vision with smaller networks and batch, so that an update takes a fraction of a second on 2 CPU cores.
 SMALL_PIXELS: dict[str, Any] = {
@@ -67,29 +70,14 @@ class EpisodeLog(BaseCallback):
         return True
 
 
-def published_runs(task: str) -> list[dict[str, Any]]:
-    """The published DreamerV2 runs of ``task`` (``domain-task`` as in shimmy's ids)."""
-    name = "dmc_" + task.replace("-", "_")
-    return [run for run in json.loads(REFERENCE.read_text()) if run["task"] == name]
-
-
-def published_median(task: str, frames: int) -> float:
-    """Median over the published seeds of the return at the last logged point <= ``frames``."""
-    runs = published_runs(task)
-    values = [run["ys"][int(np.searchsorted(run["xs"], frames, side="right")) - 1] for run in runs if run["xs"][0] <= frames]
-    return round(float(np.median(values)), 1) if values else float("nan")
-
-
 def plot(curve: pd.DataFrame, out: Path, label: str, task: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    reference = published_runs(task)
+    xs, ys = published.dmc(task)
     fig, ax = plt.subplots(figsize=(6, 4))
-    xs = np.array(reference[0]["xs"])
-    ys = np.array([run["ys"][: len(xs)] for run in reference if len(run["ys"]) >= len(xs)])
     ax.plot(xs, np.median(ys, 0), color="gray", label=f"published DreamerV2 (median of {len(ys)} seeds)")
     ax.fill_between(xs, ys.min(0), ys.max(0), color="gray", alpha=0.2)
     ax.plot(curve["frames"], curve["return"], ".", alpha=0.4, label=f"ours, {label}: training episodes")
@@ -126,11 +114,12 @@ def main() -> None:
             "frames": frames, "updates": int(curve["updates"].max()), "train_wall_s": float(curve["wall_s"].max()),
             "episodes": len(curve), "training_returns": curve["return"].round(1).tolist(),
             "last5_training_returns_mean": round(float(curve["return"].tail(5).mean()), 1),
-            "published_dreamerv2_median_at_frames": published_median(args.task, frames),
+            "published_dreamerv2_median_at_frames": published.dmc(args.task).median_logged_by(frames),
         }  # fmt: skip
         if not (args.out / "summary.json").exists() or json.loads((args.out / "summary.json").read_text()).get("cut_short"):
             (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"{len(curve)} episodes to {frames} frames; published median there: {published_median(args.task, frames)}")
+        there = summary["published_dreamerv2_median_at_frames"]
+        print(f"{len(curve)} episodes to {frames} frames; published median there: {there}")
         return
     os.environ.setdefault("MUJOCO_GL", "egl")
     th.set_num_threads(args.threads)
@@ -162,7 +151,7 @@ def main() -> None:
         "final_eval_return_mean": round(float(mean), 1),
         "final_eval_return_std": round(float(std), 1),
         "last5_training_returns_mean": round(float(curve["return"].tail(5).mean()), 1),
-        "published_dreamerv2_median_at_frames": published_median(args.task, model.num_timesteps * action_repeat),
+        "published_dreamerv2_median_at_frames": published.dmc(args.task).median_logged_by(model.num_timesteps * action_repeat),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot(curve, args.out, args.preset, args.task)

@@ -39,8 +39,6 @@ sys.path.insert(0, str(Path(__file__).parents[2]))
 from benchmarks.update_speed import DOMAINS, SpacesEnv, time_updates, update_flops  # noqa: E402
 from sb3_dreamer import DreamerV2  # noqa: E402
 
-REFERENCE = Path(__file__).parents[1] / "reference" / "dmc-vision-dreamerv2-cartpole_balance.json"
-
 
 def atari_model(device: str, **kwargs: Any) -> DreamerV2:
     policy, obs_space, act_space = DOMAINS["atari"]
@@ -146,20 +144,12 @@ def part_atari_learn(device: str, quick: bool, budget: float, precision: str, gr
 
 
 def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, graph: bool, out_dir: Path) -> dict[str, Any]:
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
-    from sb3_dreamer.envs.dmc import make_dmc
+    """``dmc_learn.py``'s agent on ``cartpole-balance``, its training episodes over the published curve."""
+    from benchmarks.gpu.dmc_learn import dmc_model, plot
 
     n_envs = 2 if quick else 8
-    env = make_vec_env(make_dmc, n_envs=n_envs, seed=0, env_kwargs={"task": "cartpole-balance"}, vec_env_cls=SubprocVecEnv)
-    # One update per 5 agent steps as in the reference: train_freq counts vector steps, so n_envs updates each time.
-    settings = dict(train_freq=5, gradient_steps=n_envs, learning_starts=1000, stats_window_size=10_000)
-    if quick:
-        settings["pretrain_steps"] = 1
-    model = DreamerV2.from_preset("dmc_vision", "CnnPolicy", env, device=device, seed=0, mixed_precision=precision,
-                                  cuda_graph=graph, **settings)  # fmt: skip
-    clock = Clock(1000, time.perf_counter() + budget)
+    model = dmc_model("cartpole-balance", n_envs, device, precision, graph, seed=0, quick=quick)
+    clock = Clock(model.learning_starts, time.perf_counter() + budget)
     learn_until(model, 45_000, clock)  # 90k frames at action repeat 2
     # The envs run in lockstep with fixed 500-step episodes: the i-th episode to end (Monitor's order) ended
     # after 500 * (i // n_envs + 1) steps of every env, i.e. n_envs times that many agent steps.
@@ -167,31 +157,10 @@ def part_dmc_learn(device: str, quick: bool, budget: float, precision: str, grap
     episodes = [{"frames": 2 * n, "return": float(info["r"])} for n, info in zip(ends, model.ep_info_buffer)]
     out = {"n_envs": n_envs, "cuda_graph": graph, "agent_steps": clock.steps_at_end, "frames": 2 * clock.steps_at_end,
            "updates": model._n_updates, "wall_s": clock.t_end - clock.t_start, "episodes": episodes}  # fmt: skip
-    _plot_dmc(episodes, out_dir / "dmc_cartpole_balance.png")
+    rows = [{"task": "cartpole-balance", "kind": "train", "frames": e["frames"], "return_mean": e["return"]} for e in episodes]
+    plot(rows, 90_000, out_dir / "dmc_cartpole_balance.png", str(device))
     print({k: v for k, v in out.items() if k != "episodes"}, flush=True)
     return out
-
-
-def _plot_dmc(episodes: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    runs = json.loads(REFERENCE.read_text())
-    xs = np.array(runs[0]["xs"])
-    ys = np.array([run["ys"][: len(xs)] for run in runs if len(run["ys"]) >= len(xs)])
-    ax.plot(xs, np.median(ys, 0), "k--", marker="o", label=f"DreamerV2 published (median of {len(ys)})")
-    if episodes:
-        ax.plot(
-            [e["frames"] for e in episodes], [e["return"] for e in episodes], ".", alpha=0.6, label="ours: training episodes"
-        )
-    ax.set(xlabel="frames", ylabel="return", title="DMC cartpole-balance from pixels", xlim=(0, 100_000))
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def run_part(report: dict[str, Any], out: Path, name: str, fn: Callable[[], dict[str, Any]]) -> None:
