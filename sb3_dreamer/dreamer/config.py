@@ -119,7 +119,7 @@ class DreamerConfig:
         same observations and state give the same action (SB3's meaning) while the latent stays a sample like those
         the actor learned on; ``sample``: fresh noise, as the reference evaluates (``eval_state_mean: False``;
         repeatable only with a seeded torch); ``mode``: the posterior's most likely classes (deterministic too, but
-        off the actor's training distribution: on a CartPole agent 207 against 375 with samples).
+        off the actor's training distribution: on a Pendulum agent -402.6 against -112.6 hashed).
 
     Optimisers (world model: SB3's ``learning_rate``):
 
