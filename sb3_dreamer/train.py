@@ -1,7 +1,7 @@
 """The main job: train DreamerV2 on a small task with a progress bar, TensorBoard logs, periodic evaluation,
 checkpoints, the best and the final model and a learning-curve plot.
 
-    python -m sb3_dreamer.train                          # CartPole-v1, tuned settings, until solved (~5 min on a CPU)
+    python -m sb3_dreamer.train                          # CartPole-v1, tuned settings, until solved (5-10 min on a CPU)
     python -m sb3_dreamer.train --env Pendulum-v1 --steps 20000
     tensorboard --logdir runs/
 
