@@ -7,7 +7,7 @@ wall-clock budget goes.
 
 Each task trains one seed with ``n_envs`` DMC envs rendering 64x64 frames in parallel (one update per 5 agent
 steps, as the reference's ``train_every: 5``: ``train_freq`` counts vector steps, so ``n_envs`` updates each
-time) and is evaluated every ``--eval-every`` frames on ``--eval-episodes`` fresh episodes with
+time) and is evaluated every ``--eval-every`` frames on ``--eval-episodes`` fresh episodes run in parallel with
 ``deterministic=True``. Rows are appended to ``curves.csv`` as they come (``kind`` ``eval`` or ``train``: the
 training episodes' returns), so a run cut short keeps what it measured; ``summary.json`` and ``dmc_learn.png``
 (ours against the published median and min-max of 5 seeds, danijar/dreamerv2's ``scores/``) are rewritten
@@ -56,8 +56,8 @@ def dmc_model(task: str, n_envs: int, device: str, precision: str, graph: bool, 
 
 
 class Curve(BaseCallback):
-    """Evaluate every ``every`` agent steps, write each evaluation and each finished training episode to
-    ``rows``' CSV, and stop the learn at ``deadline`` (``time.perf_counter()``)."""
+    """Evaluate every ``every`` agent steps, add each evaluation and each finished training episode to ``out``,
+    and stop the learn at ``deadline`` (``time.perf_counter()``)."""
 
     def __init__(self, task: str, seed: int, eval_env, every: int, episodes: int, deadline: float, out: "Results"):  # noqa: ANN001
         super().__init__()
@@ -153,11 +153,13 @@ def plot(rows: list[dict[str, Any]], frames: int, path: Path, device: str) -> No
 
 def run_task(task: str, args: argparse.Namespace, deadline: float, out: Results) -> None:
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
 
     from sb3_dreamer.envs.dmc import make_dmc
 
     model = dmc_model(task, args.n_envs, args.device, args.precision, args.cuda_graph, args.seed, args.quick)
-    eval_env = make_vec_env(make_dmc, n_envs=args.eval_episodes, seed=10_000 + args.seed, env_kwargs={"task": task})
+    eval_env = make_vec_env(make_dmc, n_envs=args.eval_episodes, seed=10_000 + args.seed, env_kwargs={"task": task},
+                            vec_env_cls=SubprocVecEnv)  # fmt: skip
     every = args.eval_every // ACTION_REPEAT
     callback = Curve(task, args.seed, eval_env, every, args.eval_episodes, deadline, out)
     try:
@@ -175,7 +177,8 @@ def main() -> None:
     parser.add_argument("--total-s", type=float, default=540.0, help="wall-clock budget of all tasks together")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=10_000, help="frames between evaluations")
-    parser.add_argument("--eval-episodes", type=int, default=4)
+    parser.add_argument("--eval-episodes", type=int, default=8, help="in parallel, one per env (as many as --n-envs: "
+                        "the graphed acting step keeps its batch size)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="bf16", choices=["no", "bf16", "fp16"], help="mixed_precision")
